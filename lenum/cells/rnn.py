@@ -1,0 +1,34 @@
+"""Vanilla RNN cell (PyTorch ``nn.RNN``): h' = phi(W_ih x + b_ih + W_hh h + b_hh).
+
+Jacobian blocks: dh'/dh = diag(phi'(a)) W_hh and dh'/dx = diag(phi'(a)) W_ih, with
+phi' of ReLU taken as 0 at 0 (PyTorch's convention).
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .activations import dtanh
+
+
+@jit
+def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin):
+    """One step of one vanilla layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp."""
+    a = np.dot(w_ih, inp) + np.dot(w_hh, h) + b_ih + b_hh
+    N = h.shape[0]
+    for i in range(N):
+        if relu:
+            if a[i] > 0:
+                out_h[i] = a[i]
+                d = 1.0
+            else:
+                out_h[i] = 0.0
+                d = 0.0
+        else:
+            out_h[i] = np.tanh(a[i])
+            d = dtanh(a[i])
+        if need_m:
+            for j in range(N):
+                M[i, j] = d * w_hh[i, j]
+        if need_bin:
+            for j in range(inp.shape[0]):
+                Bin[i, j] = d * w_ih[i, j]

@@ -1,0 +1,72 @@
+"""One step of a stack of layers: the new state and the tangent J_t @ Q.
+
+The state vector holds layer 0 first and, within an LSTM layer, h before c.  Layer
+l > 0 reads the *new* h of layer l-1, so the Jacobian is block lower-triangular and the
+tangent of layer l is  Z_l = A_l Q_l + B_l Z_{l-1}[h],  computed layer by layer (the
+cross-layer chain of SPEC section 1).  ``lenum.jacobian`` is this tangent applied to
+the identity.
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .gru import gru_layer
+from .lstm import lstm_layer
+from .rnn import rnn_layer
+
+RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
+
+
+@jit
+def make_workspace(code, w_ih0, w_hh, k, dtype_like):
+    """Per-sequence scratch arrays for :func:`stack_step`."""
+    N = w_hh.shape[2]
+    S = 2 * N if code == LSTM else N
+    M = np.empty((S, N), dtype=dtype_like.dtype)
+    Bin = np.empty((S, N), dtype=dtype_like.dtype)  # only layers > 0 (input size N) use it
+    diag = np.empty((2, N), dtype=dtype_like.dtype)
+    tmp = np.empty((S, k), dtype=dtype_like.dtype)
+    return M, Bin, diag, tmp
+
+
+@jit
+def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp, tangent):
+    """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q."""
+    L = w_hh.shape[0]
+    N = w_hh.shape[2]
+    S = 2 * N if code == LSTM else N
+    for layer in range(L):
+        r0 = layer * S
+        if layer == 0:
+            inp = x
+            w_ih = w_ih0
+        else:
+            inp = s_new[r0 - S:r0 - S + N]
+            w_ih = w_ihr[layer - 1]
+        need_bin = tangent and layer > 0
+        h = s[r0:r0 + N]
+        out_h = s_new[r0:r0 + N]
+        if code == LSTM:
+            lstm_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, s[r0 + N:r0 + S],
+                       out_h, s_new[r0 + N:r0 + S], M, diag, Bin, tangent, need_bin)
+        elif code == GRU:
+            gru_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h, M, Bin,
+                      tangent, need_bin)
+        else:
+            rnn_layer(code == RNN_RELU, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h,
+                      out_h, M, Bin, tangent, need_bin)
+        if not tangent:
+            continue
+        Zl = Z[r0:r0 + S]
+        np.dot(M, Q[r0:r0 + N], Zl)
+        if code == LSTM:
+            Qc = Q[r0 + N:r0 + S]
+            for i in range(N):
+                dh, dc = diag[0, i], diag[1, i]
+                for j in range(Q.shape[1]):
+                    Zl[i, j] += dh * Qc[i, j]
+                    Zl[N + i, j] += dc * Qc[i, j]
+        if layer > 0:
+            # the cross-layer chain: this layer's input is the new h below
+            np.dot(Bin, Z[r0 - S:r0 - S + N], tmp)
+            Zl += tmp

@@ -1,0 +1,84 @@
+"""CPU kernels: advance a batch of sequences through a window of time steps.
+
+Each kernel does one window of work for every sequence of a batch chunk, in parallel
+over sequences (``prange``; never over time, which is sequential).  The Python engine
+keeps the loop over windows, so that inputs stream from disk, the progress bar moves
+and memory does not grow with T.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit
+from .cells.stack import make_workspace, stack_step
+from .qr import qr_logdiag
+
+
+@jit
+def qr_count(Z, Q, logs, work, logsum, local, tg, T, warmup, qr_every, keep_local):
+    """Re-orthonormalise and count step ``tg`` (1-based) of a sequence of ``T``.
+
+    Warm-up steps re-orthonormalise every step and are not counted.  Counted steps
+    re-orthonormalise every ``qr_every`` steps (counting from the end of the warm-up)
+    and at the last step, so the log-sum covers exactly steps warmup+1..T.
+    """
+    if tg <= warmup:
+        qr_logdiag(Z, Q, logs, work)
+        return
+    c = tg - warmup
+    if c % qr_every == 0 or tg == T:
+        qr_logdiag(Z, Q, logs, work)
+        block = (c - 1) // qr_every
+        for j in range(logs.shape[0]):
+            logsum[j] += logs[j]
+        if keep_local:
+            length = c - block * qr_every
+            for j in range(logs.shape[0]):
+                local[block, j] = logs[j] / length
+    else:
+        Q[:, :] = Z
+
+
+@jit(parallel=True)
+def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
+                    warmup, qr_every, keep_local):
+    """Advance states ``S`` (B, n) and bases ``Q`` (B, n, k) over inputs ``X`` (B, Tw, d)."""
+    B, Tw = X.shape[0], X.shape[1]
+    n, k = Q.shape[1], Q.shape[2]
+    for b in prange(B):
+        M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
+        s_new = np.empty(n, dtype=X.dtype)
+        Z = np.empty((n, k), dtype=X.dtype)
+        logs = np.empty(k, dtype=np.float64)
+        work = np.empty((2, k), dtype=X.dtype)
+        for t in range(Tw):
+            stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
+                       M, Bin, diag, tmp, True)
+            S[b, :] = s_new
+            qr_count(Z, Q[b], logs, work, logsum[b], local[b], t0 + t + 1, T, warmup,
+                     qr_every, keep_local)
+
+
+@jit(parallel=True)
+def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+    """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n)."""
+    B, Tw = J.shape[0], J.shape[1]
+    n, k = Q.shape[1], Q.shape[2]
+    for b in prange(B):
+        Z = np.empty((n, k), dtype=J.dtype)
+        logs = np.empty(k, dtype=np.float64)
+        work = np.empty((2, k), dtype=J.dtype)
+        for t in range(Tw):
+            np.dot(J[b, t], Q[b], Z)
+            qr_count(Z, Q[b], logs, work, logsum[b], local[b], t0 + t + 1, T, warmup,
+                     qr_every, keep_local)
+
+
+@jit
+def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+    """One step for each of B states; with ``tangent``, Z[b] = J_b @ Q."""
+    k = Q.shape[1]
+    M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
+    for b in range(X.shape[0]):
+        stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b], S[b], S_new[b], Q, Z[b],
+                   M, Bin, diag, tmp, tangent)
