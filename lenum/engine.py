@@ -8,12 +8,14 @@ windows (inputs stream; memory does not grow with T), and hands clean arrays to 
 kernels in :mod:`lenum.cpu` (or :mod:`lenum.gpu`).
 """
 
+import contextlib
 import logging
 import math
 import os
 import sys
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from . import cpu
 from .errors import DeviceError, NonFiniteError, ParameterError, ShapeError
@@ -27,6 +29,24 @@ log = logging.getLogger("lenum")
 DEFAULT_SEED = 20200717
 _WINDOW = 256  # time steps per kernel call
 _CHUNK_BYTES = 256 * 2**20  # memory budget for the bases of one batch chunk
+
+
+_blas = None
+
+
+def _blas_single_threaded(parallel):
+    """A context in which BLAS runs on one thread when the kernels run in parallel.
+
+    The kernels call BLAS from inside ``prange`` over sequences; a multi-threaded BLAS
+    there oversubscribes the cores (measured 4-40x slower at N = 256 on 2 cores).  With
+    one sequence in a chunk the kernel is serial and BLAS keeps its threads.
+    """
+    global _blas
+    if not parallel:
+        return contextlib.nullcontext()
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def default_basis(n, k, seed=DEFAULT_SEED):
@@ -150,7 +170,10 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(n)
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.close()
 
@@ -175,8 +198,7 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
     per_sequence = np.empty((B, k))
     local = np.empty((B, n_local, k)) if keep_local else None
     bc = _chunk_size(B, n, k, dtype.itemsize, batch_chunk)
-    bar = _Progress(progress, B * T, desc)
-    try:
+    with _Progress(progress, B * T, desc) as bar, _blas_single_threaded(bc > 1):
         for b0 in range(0, B, bc):
             b1 = min(B, b0 + bc)
             Q = np.ascontiguousarray(np.broadcast_to(q0 if q0.ndim == 2 else q0[b0:b1],
@@ -195,8 +217,6 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
             per_sequence[b0:b1] = logsum / counted
             if keep_local:
                 local[b0:b1] = loc
-    finally:
-        bar.close()
     return per_sequence, local
 
 
@@ -386,7 +406,7 @@ def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nat
     Q0 = _basis(q0, n, k, B, dt)
 
     def advance(b0, b1, t0, t1, Q, logsum, local):
-        cpu.advance_jacobians(J[b0:b1, t0:t1], Q, logsum, local, t0, T, warmup, qr_every,
+        cpu.advance_jacobians(np.ascontiguousarray(J[b0:b1, t0:t1]), Q, logsum, local, t0, T, warmup, qr_every,
                               keep_local)
 
     per_sequence, local = _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, Q0, dt,

@@ -1,0 +1,752 @@
+"""Lyapunov spectra: known answers, the NumPy QR-method oracle, result properties, errors.
+
+Every expected value comes from outside lenum: closed forms (eigenvalues of W_hh, the
+GRU's z gate, a period-3 product, the Henon map), the sum rule (log|det J_t| from the
+oracle's Jacobians), or ``naive.lyapunov_spectrum`` (plain NumPy, LAPACK QR).
+"""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import lenum
+
+import naive
+
+CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _weights(cell, N, d, L, rng, scale=1.0, bias=True):
+    """Random weights.  relu networks get small weights and a bias of +5 so that every
+    unit stays active (tests check it with ``_relu_margin``): where a relu unit dies,
+    J_t is singular and the exponents below its rank are set by round-off (log 1e-16
+    or exactly -inf, depending on the QR algorithm), which no oracle can reproduce."""
+    w = naive.random_weights(cell, N, d, L, rng, bias=bias, scale=scale)
+    if cell == "rnn_relu":
+        for layer in range(L):
+            w[f"weight_hh_l{layer}"] *= 0.2
+            w[f"weight_ih_l{layer}"] *= 0.2
+            w[f"bias_ih_l{layer}"] = np.abs(w.get(f"bias_ih_l{layer}", np.zeros(N))) + 5.0
+            if f"bias_hh_l{layer}" in w:
+                w[f"bias_hh_l{layer}"] = np.abs(w[f"bias_hh_l{layer}"])
+    return w
+
+
+def _relu_margin(w, L, x, s0):
+    """Smallest pre-activation of a relu network along a trajectory."""
+    s, m = np.array(s0, dtype=float), np.inf
+    for xt in x:
+        s, gates = naive.step_with_gates("rnn_relu", w, L, s, xt)
+        m = min(m, min(g["a"].min() for g in gates))
+    return m
+
+
+def _no_nan(res):
+    for arr in (res.exponents, res.std, res.per_sequence):
+        assert not np.isnan(arr).any(), arr
+
+
+def _matrix_with_eigenvalues(lam, rng):
+    """W = V diag(lam) V^-1 with a random, reasonably conditioned V."""
+    n = len(lam)
+    while True:
+        V = rng.normal(size=(n, n))
+        if np.linalg.cond(V) < 50:
+            return V @ np.diag(lam) @ np.linalg.inv(V)
+
+
+# =========================================================================== known answers
+
+
+def test_tanh_zero_input_gives_log_eigenvalues():
+    """Zero input, zero bias, h0 = 0: the state stays 0, so J_t = W_hh for every t.
+
+    The exponents are then log|eig(W_hh)|, sorted descending.  With a warm-up of W steps
+    the basis is aligned with the Schur vectors up to r^W, r = max |lam_{i+1}/lam_i| =
+    0.73, so the error is about 0.73^100 ~ 2e-14; 1e-9 leaves round-off room.
+    """
+    rng = np.random.default_rng(0)
+    lam = np.array([1.5, -1.1, 0.8, 0.55, -0.35, 0.2])
+    ratio = np.max(np.abs(lam[1:] / lam[:-1]))
+    warmup, T = 100, 400
+    assert ratio**warmup < 1e-12
+    w = {"weight_ih_l0": rng.normal(size=(6, 2)), "weight_hh_l0": _matrix_with_eigenvalues(lam, rng)}
+    net = lenum.Network.from_state_dict("rnn_tanh", w)
+    expected = np.sort(np.log(np.abs(lam)))[::-1]
+    res = lenum.lyapunov_spectrum(net, np.zeros((T, 2)), warmup=warmup)
+    np.testing.assert_allclose(res.exponents, expected, rtol=0, atol=1e-9)
+    res = lenum.lyapunov_spectrum(net, np.zeros((T, 2)), k=3, warmup=warmup)
+    np.testing.assert_allclose(res.exponents, expected[:3], rtol=0, atol=1e-9)
+    # the same in bits
+    res = lenum.lyapunov_spectrum(net, np.zeros((T, 2)), warmup=warmup, units="bits")
+    np.testing.assert_allclose(res.exponents, expected / math.log(2), rtol=0, atol=2e-9)
+
+
+def test_tanh_stack_zero_input_gives_union_of_layers():
+    """Two layers: J is block lower-triangular with W_hh^0, W_hh^1 on the diagonal
+    (the block below is W_ih^1 W_hh^0, the cross-layer chain), so the spectrum is the
+    union of both layers' log|eig|.  Sorted moduli 1.4, 1.0, 0.6, 0.4, 0.25, 0.15:
+    ratio <= 0.71, error ~ 0.71^120 ~ 1e-18."""
+    rng = np.random.default_rng(1)
+    lam0 = np.array([1.4, 0.6, -0.25])
+    lam1 = np.array([-1.0, 0.4, 0.15])
+    w = {
+        "weight_ih_l0": rng.normal(size=(3, 2)),
+        "weight_hh_l0": _matrix_with_eigenvalues(lam0, rng),
+        "weight_ih_l1": rng.normal(size=(3, 3)),
+        "weight_hh_l1": _matrix_with_eigenvalues(lam1, rng),
+    }
+    net = lenum.Network.from_state_dict("rnn_tanh", w)
+    expected = np.sort(np.log(np.abs(np.concatenate([lam0, lam1]))))[::-1]
+    res = lenum.lyapunov_spectrum(net, np.zeros((2, 300, 2)), warmup=120)
+    np.testing.assert_allclose(res.exponents, expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(res.per_sequence[0], res.per_sequence[1], rtol=0, atol=1e-14)
+
+
+def test_gru_without_recurrent_weights_gives_mean_log_z():
+    """W_hh = 0: r, z, n do not depend on h, so h' = (1-z) n + z h has J_t = diag(z_t).
+
+    The exponents are the time means of log z_t,i over the counted steps, sorted.  The
+    z-gate biases put the means ~0.4 apart; after a warm-up of 60 steps the basis is
+    aligned to exp(-0.4 * 60) ~ 4e-11, hence 1e-8.
+    """
+    rng = np.random.default_rng(2)
+    N, d, T, warmup = 5, 3, 300, 60
+    w = naive.random_weights("gru", N, d, 1, rng, scale=0.3)
+    w["weight_hh_l0"] = np.zeros((3 * N, N))
+    z_target = np.array([0.9, 0.6, 0.35, 0.15, 0.05])
+    w["bias_ih_l0"][N : 2 * N] = np.log(z_target / (1 - z_target))
+    w["bias_hh_l0"][N : 2 * N] = 0.0
+    net = lenum.Network.from_state_dict("gru", w)
+    x = rng.normal(size=(2, T, d))
+    res = lenum.lyapunov_spectrum(net, x, warmup=warmup)
+    for b in range(2):
+        s = np.zeros(N)
+        logz = []
+        for xt in x[b]:
+            s, gates = naive.step_with_gates("gru", w, 1, s, xt)
+            logz.append(np.log(gates[0]["z"]))
+        expected = np.sort(np.mean(logz[warmup:], axis=0))[::-1]
+        assert np.min(-np.diff(expected)) > 0.3
+        np.testing.assert_allclose(res.per_sequence[b], expected, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("qr_every", [1, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_sum_rule(cell, qr_every):
+    """k = n: sum(lambda) = mean over the counted steps of log|det J_t| (Liouville).
+
+    Holds step by step for any QR (prod R_ii = |det J_t| when Q is square), so only
+    round-off separates the two sides: 1e-9.
+    """
+    rng = np.random.default_rng(3)
+    N, d, L, T, B, warmup = 3, 2, 2, 60, 2, 5
+    w = _weights(cell, N, d, L, rng)
+    net = lenum.Network.from_state_dict(cell, w)
+    x = rng.normal(size=(B, T, d))
+    h0 = rng.normal(scale=0.5, size=(L, B, N))
+    c0 = rng.normal(scale=0.5, size=(L, B, N)) if cell == "lstm" else None
+    res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, qr_every=qr_every)
+    assert res.per_sequence.shape == (B, net.state_size)
+    s0 = naive.state_from_h0(cell, h0, c0)
+    for b in range(B):
+        _, jac = naive.trajectory(cell, w, L, x[b], s0[b])
+        logdet = np.linalg.slogdet(jac[warmup:])[1]
+        assert np.all(np.isfinite(logdet))
+        np.testing.assert_allclose(res.per_sequence[b].sum(), logdet.mean(), rtol=1e-10, atol=1e-9)
+
+
+def test_period_three_cycle_uses_J_times_Q_not_transpose():
+    """Jacobians cycling A, B, C: the product over a period is C B A, so the exponents
+    are (1/3) log|eig(C B A)|.  The transposed recursion Z = J^T Q would give the
+    exponents of A B C, which differ (0.4835 vs 0.3208).  Warm-up and counted steps are
+    whole periods, so the answer is exact up to the basis alignment, (0.53/1.9)^20."""
+    A = np.array([[1.0, 1.0], [0.0, 1.0]])
+    Bm = np.array([[1.0, 0.0], [1.0, 1.0]])
+    C = np.diag([2.0, 0.5])
+
+    def expected(P):
+        return np.sort(np.log(np.abs(np.linalg.eigvals(P))))[::-1] / 3
+
+    right, wrong = expected(C @ Bm @ A), expected(A @ Bm @ C)
+    assert abs(right[0] - wrong[0]) > 0.1
+
+    J = np.array([A, Bm, C] * 100)
+    res = lenum.spectrum_from_jacobians(J, warmup=60)
+    assert res.steps == 240
+    np.testing.assert_allclose(res.exponents, right, rtol=0, atol=1e-10)
+
+    # batched (B, T, n, n): a cyclic shift of the same cycle has the same exponents;
+    # the reversed cycle (C, B, A) has the product A B C.
+    Jb = np.stack([J, np.array([Bm, C, A] * 100), np.array([C, Bm, A] * 100)])
+    res = lenum.spectrum_from_jacobians(Jb, warmup=60)
+    assert res.per_sequence.shape == (3, 2)
+    np.testing.assert_allclose(res.per_sequence[0], right, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.per_sequence[1], right, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.per_sequence[2], wrong, rtol=0, atol=1e-10)
+
+
+def _henon_jacobians(T, a=1.4, b=0.3, transient=1000):
+    x, y = 0.1, 0.1
+    for _ in range(transient):
+        x, y = 1.0 - a * x * x + y, b * x
+    J = np.empty((T, 2, 2))
+    for t in range(T):
+        J[t] = [[-2.0 * a * x, 1.0], [b, 0.0]]
+        x, y = 1.0 - a * x * x + y, b * x
+    return J
+
+
+def test_henon_map():
+    """Henon map (a = 1.4, b = 0.3): published exponents 0.4192, -1.6233 nats per
+    iteration; finite-time fluctuations over 20000 steps are a few 1e-3, hence 0.02.
+    det J = -b at every step, so the sum is log 0.3 to round-off."""
+    J = _henon_jacobians(20000)
+    res = lenum.spectrum_from_jacobians(J, warmup=100)
+    np.testing.assert_allclose(res.exponents, [0.41922, -1.62319], rtol=0, atol=0.02)
+    assert res.exponents.sum() == pytest.approx(math.log(0.3), abs=1e-10)
+    top = lenum.spectrum_from_jacobians(J, k=1, warmup=100)
+    assert top.exponents[0] == pytest.approx(res.exponents[0], abs=1e-12)
+    # bits: the same divided by ln 2
+    bits = lenum.spectrum_from_jacobians(J, warmup=100, units="bits")
+    np.testing.assert_allclose(bits.exponents, res.exponents / math.log(2), rtol=1e-13)
+
+
+def test_spectrum_from_jacobians_matches_oracle():
+    """Random Jacobians, qr_every 1 and 3, warm-up, explicit q0, k < n and local."""
+    rng = np.random.default_rng(4)
+    B, T, n = 2, 50, 5
+    J = rng.normal(size=(B, T, n, n))
+    for k in (2, n):
+        q0 = naive.random_orthonormal(n, k, rng)
+        for qr_every in (1, 3):
+            res = lenum.spectrum_from_jacobians(J, k=k, warmup=4, qr_every=qr_every, q0=q0,
+                                                keep_local=True)
+            for b in range(B):
+                exps, local = naive.lyapunov_spectrum(J[b], q0, 4, qr_every, return_local=True)
+                np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=1e-10)
+                np.testing.assert_allclose(res.local[b], local, rtol=0, atol=1e-8)
+
+
+def test_warmup_is_not_counted_whatever_qr_every():
+    """Steps 1..warmup grow by a factor 10, later steps are isometries: the counted
+    exponents are exactly 0 for every qr_every, also when warmup is not a multiple of
+    it.  (Counting the QR that first follows the warm-up would smuggle log 10 in.)"""
+    T, warmup = 30, 4
+    J = np.array([10.0 * np.eye(2)] * warmup + [np.array([[0.0, -1.0], [1.0, 0.0]])] * (T - warmup))
+    for qr_every in (1, 3, 5, 7):
+        res = lenum.spectrum_from_jacobians(J, warmup=warmup, qr_every=qr_every)
+        assert res.steps == T - warmup
+        np.testing.assert_allclose(res.exponents, 0.0, atol=1e-14)
+
+
+# =========================================================================== -inf, never NaN
+
+
+def test_singular_jacobian_gives_minus_inf_not_nan():
+    """One Jacobian with a zero row (rank 1) makes R_22 = 0: the second exponent is
+    -inf, the first stays finite, nothing is NaN; sequences without it are unaffected."""
+    T = 40
+    J = np.array([[[2.0, 1.0], [0.0, 0.5]]] * T)
+    Jsing = J.copy()
+    Jsing[5] = [[1.0, 1.0], [0.0, 0.0]]
+    res = lenum.spectrum_from_jacobians(Jsing)
+    assert np.isfinite(res.exponents[0]) and res.exponents[0] > 0
+    assert res.exponents[1] == -np.inf
+    _no_nan(res)
+
+    res = lenum.spectrum_from_jacobians(np.stack([Jsing, J]))
+    assert res.per_sequence[0, 1] == -np.inf and np.isfinite(res.per_sequence[1]).all()
+    assert res.exponents[1] == -np.inf
+    _no_nan(res)
+
+    # a zero Jacobian kills every direction
+    Jzero = J.copy()
+    Jzero[7] = 0.0
+    res = lenum.spectrum_from_jacobians(Jzero)
+    assert np.all(res.exponents == -np.inf)
+    _no_nan(res)
+
+
+def test_relu_at_zero_gives_minus_inf_not_nan():
+    """relu'(0) = 0: zero input, zero bias, h0 = 0 keeps every pre-activation at 0, so
+    J_t = 0 and every exponent is -inf (SPEC: derivative at 0 is 0)."""
+    rng = np.random.default_rng(5)
+    w = naive.random_weights("rnn_relu", 3, 2, 2, rng, bias=False)
+    net = lenum.Network.from_state_dict("rnn_relu", w)
+    res = lenum.lyapunov_spectrum(net, np.zeros((20, 2)))
+    assert np.all(res.exponents == -np.inf)
+    _no_nan(res)
+
+
+def test_saturated_tanh_is_finite():
+    """A tanh unit driven to a = 25.5: sech^2(a) ~ 3.3e-22 (1 - tanh^2 would be exactly
+    0 and give -inf).  With J = sech^2(a) * 0.5 the exponent is about -49.7, finite."""
+    w = {
+        "weight_ih_l0": np.zeros((1, 1)),
+        "weight_hh_l0": np.array([[0.5]]),
+        "bias_ih_l0": np.array([25.0]),
+    }
+    net = lenum.Network.from_state_dict("rnn_tanh", w)
+    res = lenum.lyapunov_spectrum(net, np.zeros((30, 1)), warmup=5)
+    s = np.zeros(1)
+    logs = []
+    for _ in range(30):
+        a = 25.0 + 0.5 * s[0]
+        logs.append(math.log(0.5 * float(naive.dtanh(a))))
+        s = naive.step("rnn_tanh", w, 1, s, np.zeros(1))
+    expected = np.mean(logs[5:])
+    assert -52 < expected < -48
+    assert res.exponents[0] == pytest.approx(expected, rel=1e-10)
+
+
+# =========================================================================== the oracle
+
+
+def _oracle_tolerance(jac, q0, warmup, qr_every):
+    """Tolerances for lenum vs the oracle on one sequence: (exponents, local exponents).
+
+    Both are float64 QR methods on the same Jacobians and differ only by round-off
+    (~1e-16 relative per step).  How far round-off can move the answer is a property
+    of the problem, measured here: perturb every J_t by 1e-14 ||J_t|| (about 45 ulps)
+    and see how far the oracle's exponents move (``naive.sensitivity``).  Allowed: 10
+    times that, plus 1e-10 (1e-9 for local exponents).  For well-separated exponents
+    this is ~1e-10; near-degenerate pairs whose finite-time values cross amplify
+    round-off and get a wider (measured) band.  A wrong formula moves exponents by
+    1e-3 or more.
+    """
+    sens, sens_local = naive.sensitivity(jac, q0, warmup, qr_every, rel=1e-14, return_local=True)
+    return 1e-10 + 10 * sens.max(), 1e-9 + 10 * sens_local.max()
+
+
+@pytest.mark.parametrize("qr_every", [1, 3])
+@pytest.mark.parametrize("k", ["few", "all"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_network_matches_oracle(cell, k, qr_every):
+    """lenum.lyapunov_spectrum against naive.spectrum_of_network, step for step.
+
+    2 layers, biases, random h0/c0, q0 given, warm-up 7, T = 266 (more than one time
+    window of the engine, and a last QR block shorter than qr_every).  Tolerance: see
+    ``_oracle_tolerance``.
+    """
+    rng = np.random.default_rng(6)
+    N, d, L, B, T, warmup = 3, 2, 2, 2, 266, 7
+    w = _weights(cell, N, d, L, rng)
+    net = lenum.Network.from_state_dict(cell, w)
+    n = net.state_size
+    kk = 3 if k == "few" else n
+    x = rng.normal(size=(B, T, d))
+    h0 = rng.normal(scale=0.5, size=(L, B, N))
+    if cell == "rnn_relu":
+        h0 = np.abs(h0)
+    c0 = rng.normal(scale=0.5, size=(L, B, N)) if cell == "lstm" else None
+    q0 = naive.random_orthonormal(n, kk, rng)
+    res = lenum.lyapunov_spectrum(net, x, k=kk, warmup=warmup, h0=h0, c0=c0, q0=q0,
+                                  qr_every=qr_every, keep_local=True)
+    assert res.per_sequence.shape == (B, kk)
+    assert res.steps == T - warmup
+    S = -(-(T - warmup) // qr_every)
+    assert res.local.shape == (B, S, kk)
+    s0 = naive.state_from_h0(cell, h0, c0)
+    jacs = []
+    for b in range(B):
+        if cell == "rnn_relu":
+            assert _relu_margin(w, L, x[b], s0[b]) > 0.1  # no unit crosses the kink
+        _, jac = naive.trajectory(cell, w, L, x[b], s0[b])
+        jacs.append(jac)
+        exps, local = naive.lyapunov_spectrum(jac, q0, warmup, qr_every, return_local=True)
+        if b == 0:
+            np.testing.assert_array_equal(
+                exps, naive.spectrum_of_network(cell, w, L, x[b], s0[b], q0, warmup, qr_every)
+            )
+        tol, tol_local = _oracle_tolerance(jac, q0, warmup, qr_every)
+        assert tol < 1e-4
+        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
+    # q0 per sequence (B, n, k): each sequence uses its own basis
+    q0b = np.stack([naive.random_orthonormal(n, kk, rng) for _ in range(B)])
+    res_b = lenum.lyapunov_spectrum(net, x, k=kk, warmup=warmup, h0=h0, c0=c0, q0=q0b,
+                                    qr_every=qr_every)
+    for b in range(B):
+        exps = naive.lyapunov_spectrum(jacs[b], q0b[b], warmup, qr_every)
+        tol, _ = _oracle_tolerance(jacs[b], q0b[b], warmup, qr_every)
+        np.testing.assert_allclose(res_b.per_sequence[b], exps, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_single_sequence_and_batch_agree(cell):
+    """x of shape (T, d) is one sequence: the same as a batch of one, and the same as
+    that sequence's row of a larger batch (sequences are independent)."""
+    rng = np.random.default_rng(7)
+    w = _weights(cell, 3, 2, 1, rng)
+    net = lenum.Network.from_state_dict(cell, w)
+    x = rng.normal(size=(3, 40, 2))
+    one = lenum.lyapunov_spectrum(net, x[1], warmup=3)
+    many = lenum.lyapunov_spectrum(net, x, warmup=3)
+    assert one.per_sequence.shape == (1, net.state_size)
+    np.testing.assert_allclose(one.per_sequence[0], many.per_sequence[1], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(one.exponents, one.per_sequence[0], rtol=0, atol=0)
+    np.testing.assert_array_equal(one.std, 0.0)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_float32_close_to_float64(cell):
+    """float32 compute, float64 log-sums: within 1e-3 of float64.
+
+    Householder QR is backward stable: each R_ii carries a relative error of about
+    eps32 * cond(J_t) = 6e-8 * cond.  For these modest weights (N(0, 0.25/N)) cond(J_t)
+    stays below ~1e4, so per-step errors are below ~1e-3 and averaging over T = 200 does
+    not increase them; the observed differences are 1e-8..1e-4.
+    """
+    rng = np.random.default_rng(8)
+    N, d, B, T = 4, 3, 2, 200
+    for L in (1, 2):
+        w = naive.random_weights(cell, N, d, L, rng, scale=0.5)
+        net = lenum.Network.from_state_dict(cell, w)
+        x = rng.normal(size=(B, T, d))
+        r64 = lenum.lyapunov_spectrum(net, x, warmup=10)
+        r32 = lenum.lyapunov_spectrum(net, x, warmup=10, dtype="float32")
+        assert r32.per_sequence.dtype == np.float64
+        np.testing.assert_allclose(r32.per_sequence, r64.per_sequence, rtol=0, atol=1e-3)
+
+
+# =========================================================================== the result
+
+
+def test_result_properties():
+    rng = np.random.default_rng(9)
+    N, d, L, B, T, warmup = 3, 2, 2, 3, 61, 4
+    w = _weights("lstm", N, d, L, rng)
+    net = lenum.Network.from_state_dict("lstm", w)
+    n = net.state_size
+    x = rng.normal(size=(B, T, d))
+    res = lenum.lyapunov_spectrum(net, x, k=5, warmup=warmup, keep_local=True)
+    assert res.exponents.shape == (5,) and res.std.shape == (5,)
+    assert res.per_sequence.shape == (B, 5)
+    assert res.steps == T - warmup
+    np.testing.assert_allclose(res.exponents, res.per_sequence.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(res.std, res.per_sequence.std(axis=0, ddof=1), rtol=1e-12)
+    assert res.max_exponent == pytest.approx(res.exponents.max())
+    # qr_every = 1: one local row per counted step, and their mean is the exponent
+    assert res.local.shape == (B, T - warmup, 5)
+    np.testing.assert_allclose(res.local.mean(axis=1), res.per_sequence, rtol=0, atol=1e-12)
+    # qr_every = 3 with 57 counted steps: 19 blocks of 3; local = log R_ii / 3
+    res3 = lenum.lyapunov_spectrum(net, x, k=5, warmup=warmup, qr_every=3, keep_local=True)
+    assert res3.local.shape == (B, 19, 5)
+    np.testing.assert_allclose(res3.local.mean(axis=1), res3.per_sequence, rtol=0, atol=1e-12)
+    # without keep_local
+    assert lenum.lyapunov_spectrum(net, x[:, :10], k=2).local is None
+    # full spectrum
+    assert lenum.lyapunov_spectrum(net, x[:, :10]).exponents.shape == (n,)
+    # bits = nats / ln 2, local included
+    bits = lenum.lyapunov_spectrum(net, x, k=5, warmup=warmup, units="bits", keep_local=True)
+    np.testing.assert_allclose(bits.per_sequence, res.per_sequence / math.log(2), rtol=1e-13)
+    np.testing.assert_allclose(bits.local, res.local / math.log(2), rtol=1e-13)
+
+
+def test_kaplan_yorke_and_ks_entropy_by_hand():
+    """J_t = diag(e^0.5, e^0.1, e^-0.3, e^-1.0) gives exactly those exponents.
+    Partial sums 0.5, 0.6, 0.3, -0.7: j = 3, D_KY = 3 + 0.3 / |-1.0| = 3.3;
+    KS entropy (sum of positive exponents) = 0.6."""
+    lam = np.array([0.5, 0.1, -0.3, -1.0])
+    J = np.array([np.diag(np.exp(lam))] * 200)
+    res = lenum.spectrum_from_jacobians(J, warmup=100)  # aligned to exp(-0.4 * 100)
+    np.testing.assert_allclose(np.sort(res.exponents)[::-1], lam, rtol=0, atol=1e-9)
+    assert res.max_exponent == pytest.approx(0.5, abs=1e-9)
+    assert res.kaplan_yorke_dimension() == pytest.approx(3.3, abs=1e-8)
+    assert res.ks_entropy() == pytest.approx(0.6, abs=1e-9)
+    # a hand-made result: same numbers; and a contracting spectrum has D = 0, h = 0
+    made = lenum.SpectrumResult([[0.5, 0.1, -0.3, -1.0]], steps=1)
+    assert made.kaplan_yorke_dimension() == pytest.approx(3.3)
+    assert made.ks_entropy() == pytest.approx(0.6)
+    neg = lenum.SpectrumResult([[-0.1, -0.5]], steps=1)
+    assert neg.kaplan_yorke_dimension() == 0.0 and neg.ks_entropy() == 0.0
+    # D = 1 + 0.2 / 0.4 = 1.5
+    assert lenum.SpectrumResult([[0.2, -0.4, -1.0]], steps=1).kaplan_yorke_dimension() == pytest.approx(1.5)
+
+
+def test_default_basis_is_deterministic_and_not_identity():
+    """The default q0 is fixed (two calls agree bit for bit) and random, not the identity:
+    an LSTM with W_hh = 0 annihilates the h block (dF/dh = 0), so an identity basis with
+    k <= N would give -inf.  The top N exponents are the c block's, finite; they must
+    match the oracle started from another random basis (the result forgets q0 at rate
+    exp(-gap * warmup))."""
+    rng = np.random.default_rng(10)
+    N, d, T, warmup = 3, 2, 200, 60
+    w = naive.random_weights("lstm", N, d, 1, rng, scale=0.3)
+    w["weight_hh_l0"] = np.zeros((4 * N, N))
+    f_target = np.array([0.9, 0.5, 0.2])  # forget gates: exponents ~ log f, well apart
+    w["bias_ih_l0"][N : 2 * N] = np.log(f_target / (1 - f_target))
+    w["bias_hh_l0"][N : 2 * N] = 0.0
+    net = lenum.Network.from_state_dict("lstm", w)
+    x = rng.normal(size=(T, d))
+    r1 = lenum.lyapunov_spectrum(net, x, k=N, warmup=warmup)
+    r2 = lenum.lyapunov_spectrum(net, x, k=N, warmup=warmup)
+    np.testing.assert_array_equal(r1.per_sequence, r2.per_sequence)
+    assert np.all(np.isfinite(r1.exponents))
+    _, jac = naive.trajectory("lstm", w, 1, x, np.zeros(2 * N))
+    # the identity basis fails here, which is why the default must not be it
+    assert np.all(naive.lyapunov_spectrum(jac, np.eye(2 * N)[:, :N], warmup) == -np.inf)
+    ref = naive.lyapunov_spectrum(jac, naive.random_orthonormal(2 * N, N, rng), warmup)
+    np.testing.assert_allclose(r1.exponents, ref, rtol=0, atol=1e-8)
+    # the same holds for spectrum_from_jacobians' default basis
+    r3 = lenum.spectrum_from_jacobians(jac, k=N, warmup=warmup)
+    np.testing.assert_allclose(r3.exponents, ref, rtol=0, atol=1e-8)
+
+
+# =========================================================================== errors
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(11)
+    w = naive.random_weights("lstm", 3, 2, 2, rng)
+    return lenum.Network.from_state_dict("lstm", w), w, rng.normal(size=(2, 20, 2))
+
+
+def test_error_classes():
+    for cls in (lenum.FormatError, lenum.ShapeError, lenum.NonFiniteError):
+        assert issubclass(cls, lenum.LenumError) and issubclass(cls, ValueError)
+    assert issubclass(lenum.DeviceError, lenum.LenumError)
+
+
+def test_k_larger_than_state(small):
+    net, _, x = small
+    with pytest.raises(lenum.LenumError) as e:
+        lenum.lyapunov_spectrum(net, x, k=net.state_size + 1)
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(lenum.LenumError):
+        lenum.lyapunov_spectrum(net, x, k=0)
+    with pytest.raises(lenum.LenumError):
+        lenum.spectrum_from_jacobians(np.zeros((5, 2, 2)), k=3)
+
+
+def test_wrong_input_size(small):
+    net, _, x = small
+    bad = np.zeros((2, 20, 5))
+    with pytest.raises(lenum.ShapeError) as e:
+        lenum.lyapunov_spectrum(net, bad)
+    msg = str(e.value)
+    assert "2" in msg and "5" in msg  # expected d = 2, found 5
+    with pytest.raises(lenum.ShapeError):
+        lenum.lyapunov_spectrum(net, np.zeros(20))
+    with pytest.raises(lenum.ShapeError):
+        lenum.step(net, np.zeros(net.state_size), np.zeros(5))
+    with pytest.raises(lenum.ShapeError):
+        lenum.jacobian(net, np.zeros(net.state_size + 1), np.zeros(2))
+    with pytest.raises(lenum.ShapeError):
+        lenum.spectrum_from_jacobians(np.zeros((5, 2, 3)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_inputs(small, bad):
+    net, _, x = small
+    x = x.copy()
+    x[1, 13, 0] = bad
+    with pytest.raises(lenum.NonFiniteError):
+        lenum.lyapunov_spectrum(net, x)
+    with pytest.raises(lenum.NonFiniteError):
+        lenum.step(net, np.zeros(net.state_size), x[1, 13])
+    J = np.ones((5, 2, 2))
+    J[2, 0, 1] = bad
+    with pytest.raises(lenum.NonFiniteError):
+        lenum.spectrum_from_jacobians(J)
+
+
+def test_non_finite_weights(small):
+    _, w, _ = small
+    w = {k: v.copy() for k, v in w.items()}
+    w["weight_hh_l1"][2, 1] = np.nan
+    with pytest.raises(lenum.NonFiniteError) as e:
+        lenum.Network.from_state_dict("lstm", w)
+    assert "weight_hh_l1" in str(e.value)
+
+
+def test_non_finite_initial_state(small):
+    net, _, x = small
+    h0 = np.zeros((2, 2, 3))
+    h0[1, 0, 2] = np.nan
+    with pytest.raises(lenum.NonFiniteError):
+        lenum.lyapunov_spectrum(net, x, h0=h0)
+    c0 = np.zeros((2, 2, 3))
+    c0[0, 1, 0] = np.inf
+    with pytest.raises(lenum.NonFiniteError):
+        lenum.lyapunov_spectrum(net, x, c0=c0)
+
+
+def test_warmup_must_leave_steps(small):
+    net, _, x = small
+    for warmup in (20, 25):
+        with pytest.raises(lenum.LenumError) as e:
+            lenum.lyapunov_spectrum(net, x, warmup=warmup)
+        assert isinstance(e.value, ValueError)
+    with pytest.raises(lenum.LenumError):
+        lenum.spectrum_from_jacobians(np.ones((5, 2, 2)), warmup=5)
+    with pytest.raises(lenum.LenumError):
+        lenum.lyapunov_spectrum(net, x, warmup=-1)
+
+
+def test_q0_must_be_orthonormal(small):
+    net, _, x = small
+    n = net.state_size
+    q0 = np.eye(n)[:, :3] * 1.5
+    with pytest.raises(lenum.LenumError) as e:
+        lenum.lyapunov_spectrum(net, x, q0=q0)
+    assert isinstance(e.value, ValueError)
+    q0 = np.eye(n)[:, :3].copy()
+    q0[0, 1] = 1.0  # columns 0 and 1 not orthogonal
+    with pytest.raises(lenum.LenumError):
+        lenum.lyapunov_spectrum(net, x, q0=q0)
+    with pytest.raises(lenum.ShapeError):
+        lenum.lyapunov_spectrum(net, x, q0=np.eye(n + 1)[:, :3])
+    with pytest.raises(lenum.ShapeError):  # (B, n, k) with the wrong B
+        lenum.lyapunov_spectrum(net, x, q0=np.stack([np.eye(n)[:, :3]] * 3))
+
+
+def test_h0_wrong_shape(small):
+    net, _, x = small
+    for shape in [(2, 3, 3), (1, 2, 3), (2, 2, 4), (6,)]:
+        with pytest.raises(lenum.ShapeError):
+            lenum.lyapunov_spectrum(net, x, h0=np.zeros(shape))
+
+
+def test_relu_overflow_is_an_error_not_nan():
+    """An unbounded relu network (W_hh = 1000 I, positive bias) overflows the state to
+    Inf after ~100 steps: lenum must raise a LenumError or return exponents without NaN
+    (SPEC section 5: never NaN exponents silently)."""
+    w = {
+        "weight_ih_l0": np.ones((2, 1)),
+        "weight_hh_l0": 1000.0 * np.eye(2),
+        "bias_ih_l0": np.ones(2),
+    }
+    net = lenum.Network.from_state_dict("rnn_relu", w)
+    try:
+        res = lenum.lyapunov_spectrum(net, np.ones((150, 1)))
+    except lenum.LenumError:
+        return
+    _no_nan(res)
+
+
+_GPU_CHECK = textwrap.dedent(
+    """
+    import numpy as np
+    from numba import cuda
+    import lenum
+    if cuda.is_available():
+        print("HAS-GPU")
+        raise SystemExit(0)
+    w = {"weight_ih_l0": np.ones((2, 1)), "weight_hh_l0": 0.5 * np.eye(2)}
+    net = lenum.Network.from_state_dict("rnn_tanh", w)
+    x = np.ones((10, 1))
+    try:
+        lenum.lyapunov_spectrum(net, x, device="gpu")
+    except lenum.DeviceError as e:
+        assert str(e), "DeviceError must say why"
+        print("DEVICE-ERROR")
+    cpu = lenum.lyapunov_spectrum(net, x, device="cpu").exponents
+    auto = lenum.lyapunov_spectrum(net, x, device="auto").exponents
+    assert np.array_equal(cpu, auto), (cpu, auto)
+    print("AUTO-OK")
+    """
+)
+
+
+def test_gpu_without_gpu_is_a_device_error():
+    """device="gpu" without a usable GPU raises DeviceError; "auto" falls back to the
+    CPU.  Run in a fresh interpreter without the CUDA simulator (this pytest run
+    may have it switched on); skipped on a machine with a real GPU."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-c", _GPU_CHECK], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    if "HAS-GPU" in out.stdout:
+        pytest.skip("a CUDA GPU is present")
+    assert "DEVICE-ERROR" in out.stdout and "AUTO-OK" in out.stdout, out.stdout
+
+
+# =========================================================================== properties
+
+
+@settings(max_examples=25)
+@given(
+    cell=st.sampled_from(CELLS),
+    N=st.integers(1, 4),
+    d=st.integers(1, 3),
+    L=st.integers(1, 2),
+    bias=st.booleans(),
+    scale=st.floats(0.1, 4.0),
+    k_frac=st.floats(0.0, 1.0),
+    qr_every=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_networks_never_nan(cell, N, d, L, bias, scale, k_frac, qr_every, seed):
+    """Any small network, weights up to 4/sqrt(N) (saturating, relu units dying):
+    exponents are finite or -inf, never NaN, never +inf (a bounded or finite step)."""
+    rng = np.random.default_rng(seed)
+    w = naive.random_weights(cell, N, d, L, rng, bias=bias, scale=scale)
+    net = lenum.Network.from_state_dict(cell, w)
+    n = net.state_size
+    k = 1 + int(k_frac * (n - 1))
+    x = rng.normal(size=(2, 40, d))
+    for dtype in ("float64", "float32"):
+        try:
+            res = lenum.lyapunov_spectrum(net, x, k=k, warmup=3, qr_every=qr_every, dtype=dtype)
+        except lenum.NonFiniteError:
+            assert cell == "rnn_relu"  # only an unbounded relu state may overflow
+            continue
+        _no_nan(res)
+        assert not np.any(res.per_sequence == np.inf)
+
+
+@settings(max_examples=25)
+@given(
+    cell=st.sampled_from(CELLS),
+    N=st.integers(1, 4),
+    d=st.integers(1, 3),
+    L=st.integers(1, 2),
+    bias=st.booleans(),
+    scale=st.floats(0.2, 1.0),
+    k_frac=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_networks_match_oracle_and_float32(cell, N, d, L, bias, scale, k_frac, seed):
+    """Random small networks (relu kept away from the kink):
+
+    * float64 equals the oracle within ``_oracle_tolerance`` (1e-10 plus ten times the
+      measured effect of 1e-14 relative perturbations of every J_t);
+    * float32 is within 1e-3 + eps32 * max_t cond(J_t) of float64, plus ten times the
+      measured effect of eps32-sized perturbations of every J_t: a backward-stable QR
+      in float32 makes relative errors of about eps32 * cond in each R_ii, and
+      near-degenerate exponents amplify them as measured.
+    """
+    rng = np.random.default_rng(seed)
+    w = _weights(cell, N, d, L, rng, scale=scale, bias=bias)
+    net = lenum.Network.from_state_dict(cell, w)
+    n = net.state_size
+    k = 1 + int(k_frac * (n - 1))
+    B, T, warmup = 2, 60, 5
+    x = rng.normal(size=(B, T, d))
+    q0 = naive.random_orthonormal(n, k, rng)
+    refs, tols, tols32 = [], [], []
+    for b in range(B):
+        if cell == "rnn_relu":
+            assume(_relu_margin(w, L, x[b], np.zeros(n)) > 1e-3)
+        _, jac = naive.trajectory(cell, w, L, x[b], np.zeros(n))
+        refs.append(naive.lyapunov_spectrum(jac, q0, warmup))
+        tols.append(_oracle_tolerance(jac, q0, warmup, 1)[0])
+        sens32 = naive.sensitivity(jac, q0, warmup, 1, rel=EPS32).max()
+        tols32.append(1e-3 + EPS32 * np.linalg.cond(jac[warmup:]).max() + 10 * sens32)
+    r64 = lenum.lyapunov_spectrum(net, x, k=k, warmup=warmup, q0=q0)
+    r32 = lenum.lyapunov_spectrum(net, x, k=k, warmup=warmup, q0=q0, dtype="float32")
+    _no_nan(r32)
+    for b in range(B):
+        np.testing.assert_allclose(r64.per_sequence[b], refs[b], rtol=0, atol=tols[b])
+        np.testing.assert_allclose(r32.per_sequence[b], r64.per_sequence[b], rtol=0, atol=tols32[b])
