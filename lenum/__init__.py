@@ -10,6 +10,7 @@ from .errors import (
     ParameterError,
     ShapeError,
 )
+from .io import load_inputs, load_network, save_network
 from .network import Network
 from .result import SpectrumResult
 
@@ -21,6 +22,9 @@ __all__ = [
     "spectrum_from_jacobians",
     "step",
     "jacobian",
+    "load_network",
+    "save_network",
+    "load_inputs",
     "LenumError",
     "FormatError",
     "ShapeError",

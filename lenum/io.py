@@ -45,6 +45,7 @@ __all__ = [
     "save_result",
     "load_result",
     "check_compatible",
+    "check_output",
     "describe",
 ]
 
@@ -303,10 +304,17 @@ def _atomic_h5(path, overwrite):
         raise
 
 
-def _check_target(path, overwrite):
+def check_output(path, overwrite):
     """Raise :class:`OutputExistsError` now if writing ``path`` would need overwrite.
 
-    Lets a command line refuse before a long computation rather than after it.
+    Lets a command line refuse before a long computation rather than after it (the
+    writers check again when they write).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``FILE.h5`` or ``FILE.h5:/group``.
+    overwrite : bool
     """
     file, obj = split_path(path)
     if overwrite or not os.path.exists(file):
@@ -657,6 +665,8 @@ class InputFile:
     h0, c0 : ndarray (num_layers, B, N) or None
     file, name : str
         The file and the dataset path of ``x``.
+    names : dict
+        ``"inputs"``, ``"h0"``, ``"c0"`` as ``FILE:/dataset``, for messages.
     """
 
     def __init__(self, path):
@@ -670,6 +680,12 @@ class InputFile:
             self.x = LazyInputs(ds, file)
             self.name = ds.name
             self.h0 = self.c0 = None
+            base = group.name if group is not None else ds.parent.name
+            self.names = {
+                "inputs": _where(file, ds.name),
+                "h0": _where(file, _join(base, "h0")),
+                "c0": _where(file, _join(base, "c0")),
+            }
             if group is not None:
                 self.h0 = _read_state(group, "h0", file, self.x.shape[0])
                 self.c0 = _read_state(group, "c0", file, self.x.shape[0])
@@ -1024,12 +1040,14 @@ def load_result(path):
         for name in ("exponents", "std"):
             if data[name].shape != (k,):
                 raise ShapeError(
-                    f"{_where(file, _join(obj, name))}: expected shape ({k},), found {data[name].shape}"
+                    f"{_where(file, _join(obj, name))}: expected shape ({k},), "
+                    f"found {data[name].shape}"
                 )
         local = data.get("local")
         if local is not None and (local.ndim != 3 or local.shape[0] != B or local.shape[2] != k):
             raise ShapeError(
-                f"{_where(file, _join(obj, 'local'))}: expected shape ({B}, S, {k}), found {local.shape}"
+                f"{_where(file, _join(obj, 'local'))}: expected shape ({B}, S, {k}), "
+                f"found {local.shape}"
             )
         for name in ("steps", "units"):
             if name not in node.attrs:
@@ -1109,7 +1127,8 @@ def describe(path):
 
 
 def _user_attrs(attrs):
-    skip = {"lenum_format", "lenum_format_version", "cell", "num_layers", "hidden_size", "input_size"}
+    skip = {"lenum_format", "lenum_format_version", "cell", "num_layers", "hidden_size",
+            "input_size"}
     return {k: v for k, v in attrs.items() if k not in skip}
 
 
