@@ -13,6 +13,7 @@ from .errors import (
 from .io import load_inputs, load_network, save_network
 from .network import Network
 from .result import SpectrumResult
+from .sweep import SweepSummary, sweep
 
 __all__ = [
     "__version__",
@@ -25,6 +26,8 @@ __all__ = [
     "load_network",
     "save_network",
     "load_inputs",
+    "sweep",
+    "SweepSummary",
     "LenumError",
     "FormatError",
     "ShapeError",

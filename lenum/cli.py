@@ -253,6 +253,14 @@ def _cmd_demo(args):
     return 0
 
 
+def _cmd_sweep(args):
+    # the sweep owns its reporting (progress, summary table, status for failed rows);
+    # imported by name: the package attribute lenum.sweep is the function, not the module
+    from .sweep import run_command
+
+    return run_command(args)
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -325,6 +333,41 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_spectrum)
+
+    p = sub.add_parser(
+        "sweep",
+        help="spectra of every network listed in a manifest (CSV), in parallel",
+        description="Compute the spectrum of every row of MANIFEST (a CSV file with "
+        "columns 'weights' and 'inputs', paths relative to its folder, and any other "
+        "columns), one result file per row in RESULTS_DIR, and RESULTS_DIR/summary.csv. "
+        "Runs on a local Dask cluster by default; rows already finished are skipped.",
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV file: weights, inputs, ...")
+    p.add_argument("-o", "--output", metavar="RESULTS_DIR", required=True,
+                   help="folder for the result files and summary.csv (created if missing)")
+    p.add_argument("--k", type=_positive_int, default=None, metavar="K",
+                   help="number of exponents (default: the whole state)")
+    p.add_argument("--warmup", type=_nonnegative_int, default=0, metavar="W",
+                   help="leading steps not counted (default 0)")
+    p.add_argument("--qr-every", type=_positive_int, default=1, metavar="M",
+                   help="re-orthonormalisation interval (default 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
+    p.add_argument("--units", choices=("nats", "bits"), default="nats")
+    p.add_argument("--batch-chunk", type=_positive_int, default=None, metavar="B",
+                   help="sequences processed at once per network; bounds memory")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="worker processes of the local cluster (default: the cores)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="use a running Dask cluster (tcp://host:port) instead of a local one")
+    where.add_argument("--no-dask", action="store_true",
+                       help="compute the rows one after another in this process")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute every row, replacing existing result files")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("info", help="what a weights, inputs or result file holds; validates it")
     p.add_argument("file", metavar="FILE", help="FILE.h5 or FILE.h5:/group")
