@@ -20,10 +20,11 @@ CELLS = {
     "rnn_relu": (1, 1),
     "lstm": (4, 2),
     "gru": (3, 1),
+    "gru_reset_before": (3, 1),
 }
 
 # integer codes used by the kernels (numba branches on them)
-CELL_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
+CELL_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
 
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
 
@@ -44,8 +45,11 @@ class Network:
 
     Parameters
     ----------
-    cell : {"rnn_tanh", "rnn_relu", "lstm", "gru"}
+    cell : {"rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"}
         The cell, with PyTorch's equations and gate order (see SPEC section 1).
+        ``gru_reset_before`` is the GRU variant that applies the reset gate before the
+        recurrent product, ``W_hn (r * h)`` (Keras ``reset_after=False``, ONNX
+        ``linear_before_reset=0``).
     state_dict : mapping of str to array_like
         Weights keyed like PyTorch's ``state_dict``: ``weight_ih_l{l}`` (G*N, d_l),
         ``weight_hh_l{l}`` (G*N, N) and the optional biases ``bias_ih_l{l}``,

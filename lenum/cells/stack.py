@@ -11,10 +11,11 @@ import numpy as np
 
 from .._jit import jit
 from .gru import gru_layer
+from .gru_reset_before import gru_reset_before_layer
 from .lstm import lstm_layer
 from .rnn import rnn_layer
 
-RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
+RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RB = 0, 1, 2, 3, 4
 
 
 @jit
@@ -52,6 +53,9 @@ def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, 
         elif code == GRU:
             gru_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h, M, Bin,
                       tangent, need_bin)
+        elif code == GRU_RB:
+            gru_reset_before_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h,
+                                   M, Bin, tangent, need_bin)
         else:
             rnn_layer(code == RNN_RELU, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h,
                       out_h, M, Bin, tangent, need_bin)
