@@ -1,7 +1,8 @@
 """lenum: Lyapunov spectra of recurrent neural networks, fast, on CPU and GPU."""
 
 from ._version import __version__
-from .engine import jacobian, lyapunov_spectrum, spectrum_from_jacobians, step
+from .clv import CovariantVectors, covariant_vectors, covariant_vectors_from_jacobians
+from .engine import ConvergenceWarning, jacobian, lyapunov_spectrum, spectrum_from_jacobians, step
 from .errors import (
     DeviceError,
     FormatError,
@@ -27,6 +28,10 @@ __all__ = [
     "save_network",
     "load_inputs",
     "sweep",
+    "covariant_vectors",
+    "covariant_vectors_from_jacobians",
+    "CovariantVectors",
+    "ConvergenceWarning",
     "SweepSummary",
     "LenumError",
     "FormatError",

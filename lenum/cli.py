@@ -12,12 +12,14 @@ import json
 import math
 import os
 import sys
+import tempfile
 import traceback
 
 import numpy as np
 
 from ._version import __version__
-from .errors import DeviceError, LenumError
+from .errors import DeviceError, LenumError, ParameterError
+from .network import CELLS
 
 __all__ = ["main"]
 
@@ -113,7 +115,9 @@ def _cmd_spectrum(args):
     if args.output is not None:
         # refuse now rather than after a long run; checked again when writing
         io.check_output(args.output, args.overwrite)
-    net = io.load_network(args.weights)
+    from .adapters.convert import is_model_path, load_model
+
+    net = load_model(args.weights) if is_model_path(args.weights) else io.load_network(args.weights)
     weights_file, _ = io.split_path(args.weights)
     inputs_file, _ = io.split_path(args.inputs)
     with io.open_inputs(args.inputs) as inp:
@@ -261,6 +265,44 @@ def _cmd_sweep(args):
     return run_command(args)
 
 
+def _cmd_convert(args):
+    from . import io
+    from .adapters.convert import convert
+
+    io.check_output(args.weights, args.overwrite)  # refuse before reading the model
+    net = convert(args.model, args.weights, overwrite=args.overwrite,
+                  cell=args.cell, prefix=args.prefix)
+    print(f"{args.model} -> {args.weights}: {net!r}")
+    return 0
+
+
+def _cmd_plot(args):
+    from . import io
+
+    if args.label is not None and len(args.label) != len(args.results):
+        raise ParameterError(f"--label given {len(args.label)} times for "
+                             f"{len(args.results)} result files")
+    try:
+        import matplotlib  # noqa: F401
+
+        from .plot import plot_files
+    except ImportError:
+        raise LenumError("lenum plot needs matplotlib: pip install 'lenum[plot]'") from None
+    io.check_output(args.output, args.overwrite)
+    folder = os.path.dirname(os.path.abspath(args.output))
+    ext = os.path.splitext(args.output)[1]
+    fd, tmp = tempfile.mkstemp(suffix=ext, prefix=".lenum-plot-", dir=folder)
+    os.close(fd)
+    try:  # write under a temporary name, rename when complete (SPEC section 4)
+        plot_files(args.results, tmp, labels=args.label, kind=args.kind)
+        os.replace(tmp, args.output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"{'written to':<30}{args.output}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -315,7 +357,9 @@ def build_parser():
         description="Compute the Lyapunov spectrum of the network in WEIGHTS driven by "
         "the sequences in INPUTS (QR method; exponents per step).",
     )
-    p.add_argument("weights", metavar="WEIGHTS", help="weights file or group (FILE.h5[:/group])")
+    p.add_argument("weights", metavar="WEIGHTS",
+                   help="weights file or group (FILE.h5[:/group]), or a model file "
+                   "(.pt, .pth, .keras, .onnx)")
     p.add_argument("inputs", metavar="INPUTS", help="inputs file, group or dataset")
     p.add_argument("-o", "--output", metavar="RESULT.h5", help="write the result to this file")
     p.add_argument("--k", type=_positive_int, default=None, metavar="K",
@@ -373,6 +417,33 @@ def build_parser():
     p.add_argument("file", metavar="FILE", help="FILE.h5 or FILE.h5:/group")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("convert", help="convert a PyTorch, Keras or ONNX model to a weights file",
+                       description="Write the recurrent part of MODEL (.pt/.pth, .keras, .onnx) "
+                       "in lenum's weights format.")
+    p.add_argument("model", metavar="MODEL", help="model file (.pt, .pth, .keras, .onnx)")
+    p.add_argument("weights", metavar="WEIGHTS", help="output FILE.h5[:/group]")
+    p.add_argument("--cell", choices=sorted(CELLS), default=None,
+                   help="PyTorch state dicts: the cell when the weights do not tell (rnn_relu)")
+    p.add_argument("--prefix", default=None, metavar="PREFIX",
+                   help="PyTorch state dicts: key prefix of the recurrent module (encoder.rnn.)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser(
+        "plot", help="plot result files: spectrum with error bars, convergence",
+        description="Plot one or more result files into a PNG, PDF or SVG figure "
+        "(format from the extension); several files are overlaid in the spectrum.")
+    p.add_argument("results", metavar="RESULT.h5", nargs="+",
+                   help="result files or groups (FILE.h5[:/group])")
+    p.add_argument("-o", "--output", metavar="FIGURE", required=True,
+                   help="figure file: .png, .pdf or .svg")
+    p.add_argument("--label", action="append", default=None, metavar="TEXT",
+                   help="legend entry, once per result file (default: the file names)")
+    p.add_argument("--kind", choices=("both", "spectrum", "convergence"), default=None,
+                   help="panels (default: both for one file, the spectrum for several)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing figure")
+    p.set_defaults(func=_cmd_plot)
+
     return parser
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -21,14 +22,23 @@ from . import cpu
 from .errors import DeviceError, NonFiniteError, ParameterError, ShapeError
 from .network import Network
 from .result import SpectrumResult
+from .stats import BatchMeans, PooledBatchMeans
 
-__all__ = ["lyapunov_spectrum", "spectrum_from_jacobians", "step", "jacobian", "default_basis"]
+__all__ = ["lyapunov_spectrum", "spectrum_from_jacobians", "step", "jacobian", "default_basis",
+           "ConvergenceWarning"]
 
 log = logging.getLogger("lenum")
 
 DEFAULT_SEED = 20200717
 _WINDOW = 256  # time steps per kernel call
 _CHUNK_BYTES = 256 * 2**20  # memory budget for the bases of one batch chunk
+_MIN_BLOCK = 32  # shortest time block (batch mean) on short runs
+_MIN_BLOCKS_FOR_TOL = 16  # block means a chunk needs before its standard error is trusted
+_HISTORY_POINTS = 200  # the running history keeps about this many points at most
+
+
+class ConvergenceWarning(UserWarning):
+    """A run with ``tol`` ended (input or ``max_steps`` exhausted) above the tolerance."""
 
 
 _blas = None
@@ -178,6 +188,30 @@ class _Progress:
             self.bar.close()
 
 
+def _tol_arg(tol):
+    if tol is None:
+        return None
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise ParameterError(f"tol must be a positive number, got {tol!r}") from None
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ParameterError(f"tol must be a positive finite number, got {tol!r}")
+    return tol
+
+
+def _block_size(counted, qr_every):
+    """Counted steps per time block: one kernel window and one batch mean.
+
+    ``_WINDOW`` steps on long runs; shorter runs get about 16 blocks per sequence, but
+    no block shorter than ``_MIN_BLOCK`` steps, so that block means stay nearly
+    independent.  A multiple of ``qr_every``: every block then ends on a QR step and
+    its log-sum increment covers exactly its own steps.
+    """
+    size = min(_WINDOW, max(_MIN_BLOCK, -(-counted // 16)))
+    return -(-size // qr_every) * qr_every
+
+
 def _chunk_size(B, n, k, itemsize, batch_chunk):
     if batch_chunk is not None:
         return _int_arg("batch_chunk", batch_chunk, 1)
@@ -187,16 +221,52 @@ def _chunk_size(B, n, k, itemsize, batch_chunk):
 
 
 def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance, progress,
-                   desc, batch_chunk):
+                   desc, batch_chunk, tol=None, scale=1.0):
     """The loop over batch chunks and time windows shared by both public entry points.
 
     ``advance(b0, b1, t0, t1, Q, logsum, local)`` moves chunk ``b0:b1`` through steps
-    ``t0:t1`` (0-based, half open) and returns nothing.
+    ``t0:t1`` (0-based, half open) and returns nothing; ``T`` is the last step run
+    (``max_steps`` already applied).  The warm-up runs in windows of ``_WINDOW`` steps,
+    the counted steps in blocks of :func:`_block_size` starting at the end of the
+    warm-up; after each block the log-sum increments feed the batch means
+    (:class:`lenum.stats.BatchMeans`).
+
+    Early stopping with ``tol`` is decided per batch chunk: a chunk stops at the first
+    block boundary where the standard error of each of its exponents, from its own
+    block means and times ``scale`` (the result's units), is below ``tol``, once it has
+    at least 2 blocks per sequence and ``_MIN_BLOCKS_FOR_TOL`` block means in all.  Every
+    chunk thus meets ``tol`` on its own and the pooled standard error is smaller still;
+    chunks may stop after different numbers of steps.
+
+    Returns
+    -------
+    per_sequence : ndarray (B, k)
+    local : ndarray (B, S, k) or None
+        NaN after the last QR step of a chunk that stopped early.
+    info : dict
+        ``steps`` (most counted steps of any chunk), ``steps_min``, ``stderr`` (k,),
+        ``history_steps`` (H,), ``history`` and ``history_stderr`` (H, k) (nats),
+        ``converged`` (True, False, or None without ``tol``).
     """
     counted = T - warmup
+    block = _block_size(counted, qr_every)
+    n_blocks = -(-counted // block)
+    # the history records every hstride-th block boundary (and the end)
+    hstride = max(1, -(-n_blocks // _HISTORY_POINTS))
     n_local = -(-counted // qr_every) if keep_local else 0
     per_sequence = np.empty((B, k))
-    local = np.empty((B, n_local, k)) if keep_local else None
+    local = np.full((B, n_local, k), np.nan) if keep_local else None
+    windows = [(t0, min(warmup, t0 + _WINDOW)) for t0 in range(0, warmup, _WINDOW)]
+    windows += [(t0, min(T, t0 + block)) for t0 in range(warmup, T, block)]
+    # pooled sums at every hstride-th block boundary and at the end of each chunk: a
+    # chunk that stops early adds its final sums to the later points (O(H k) memory)
+    grid = {min(counted, j * block): PooledBatchMeans(k)
+            for j in range(hstride, n_blocks + hstride, hstride)}
+    final = PooledBatchMeans(k)
+    shift = None  # the first chunk's first block mean, shared by all chunks
+    steps_run = []
+    converged = None if tol is None else True
+    worst = None  # (standard error in result units, exponent, b0, b1) of an unconverged chunk
     bc = _chunk_size(B, n, k, dtype.itemsize, batch_chunk)
     with _Progress(progress, B * T, desc) as bar, _blas_single_threaded(bc > 1):
         for b0 in range(0, B, bc):
@@ -205,8 +275,11 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
                                                      (b1 - b0, n, k)), dtype=dtype).copy()
             logsum = np.zeros((b1 - b0, k))
             loc = np.zeros((b1 - b0, n_local, k))
-            for t0 in range(0, T, _WINDOW):
-                t1 = min(T, t0 + _WINDOW)
+            blocks = BatchMeans(b1 - b0, k, shift=shift)
+            before = logsum.copy()
+            done = 0
+            stopped = False
+            for t0, t1 in windows:
                 advance(b0, b1, t0, t1, Q, logsum, loc)
                 if np.isnan(logsum).any():
                     raise NonFiniteError(
@@ -214,18 +287,84 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
                         f"steps {t0} and {t1}: the state or the Jacobian overflowed"
                     )
                 bar.update((b1 - b0) * (t1 - t0))
-            per_sequence[b0:b1] = logsum / counted
+                if t1 <= warmup:
+                    continue
+                with np.errstate(invalid="ignore"):  # -inf - -inf once R_ii hit zero
+                    blocks.add(logsum - before, t1 - t0, logsum)
+                before[...] = logsum
+                shift = blocks.shift
+                done = t1 - warmup
+                if done in grid:
+                    grid[done].add(blocks)
+                if (tol is not None and blocks.blocks >= 2
+                        and blocks.n * blocks.blocks >= _MIN_BLOCKS_FOR_TOL):
+                    _, se = blocks.stderr()
+                    if np.all(se * scale < tol):
+                        stopped = True
+                        break
+            if tol is not None and not stopped:
+                converged = False
+                se = blocks.stderr()[1] * scale
+                j = int(np.argmax(se))
+                if worst is None or se[j] > worst[0]:
+                    worst = (float(se[j]), j, b0, b1)
+            per_sequence[b0:b1] = logsum / done
             if keep_local:
-                local[b0:b1] = loc
-    return per_sequence, local
+                rows = -(-done // qr_every)
+                local[b0:b1, :rows] = loc[:, :rows]
+            final.add(blocks)
+            for s, pooled in grid.items():
+                if s > done:
+                    pooled.add(blocks)
+            steps_run.append(done)
+    steps = max(steps_run)
+    if keep_local and steps < counted:
+        local = local[:, :-(-steps // qr_every)]
+    history_steps = [s for s in sorted(grid) if s < steps] + [steps]
+    history, history_se = [], []
+    for s in history_steps:
+        mean, se = (grid[s] if s < steps else final).result()
+        history.append(mean)
+        history_se.append(se)
+    info = {
+        "steps": steps,
+        "steps_min": min(steps_run),
+        "stderr": history_se[-1],
+        "history_steps": np.asarray(history_steps, dtype=np.int64),
+        "history": np.asarray(history),
+        "history_stderr": np.asarray(history_se),
+        "converged": converged,
+        "worst": worst,
+    }
+    return per_sequence, local, info
 
 
-def _finish(per_sequence, local, counted, units, **meta):
+def _finish(per_sequence, local, info, units, tol=None, max_steps=None, **meta):
     scale = _units_scale(units)
+    stderr = info["stderr"] * scale
+    history = {"steps": info["history_steps"], "exponents": info["history"] * scale,
+               "stderr": info["history_stderr"] * scale}
     if scale != 1.0:
         per_sequence = per_sequence * scale
         local = None if local is None else local * scale
-    return SpectrumResult(per_sequence, counted, local=local, units=units, **meta)
+    if max_steps is not None:
+        meta["max_steps"] = max_steps
+    if info["steps_min"] != info["steps"]:
+        meta["steps_min"] = info["steps_min"]
+    if tol is not None:
+        meta["tol"] = tol
+        meta["converged"] = bool(info["converged"])
+        if not info["converged"]:
+            se, j, b0, b1 = info["worst"]
+            why = ("max_steps was reached" if max_steps is not None
+                   and info["steps"] >= max_steps else "the input ran out")
+            warnings.warn(
+                f"not converged: {why} after {info['steps']} counted steps; the standard "
+                f"error of exponent {j} over sequences {b0}..{b1 - 1} is {se:.3g} "
+                f"{units}/step, above tol={tol:g}; result.meta['converged'] is False",
+                ConvergenceWarning, stacklevel=3)
+    return SpectrumResult(per_sequence, info["steps"], local=local, units=units, stderr=stderr,
+                          history=history, **meta)
 
 
 def _input_shape(x, net, input_name):
@@ -242,7 +381,8 @@ def _input_shape(x, net, input_name):
 
 def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_every=1,
                       dtype="float64", device="cpu", units="nats", keep_local=False,
-                      progress=False, *, batch_chunk=None, input_name="inputs"):
+                      progress=False, tol=None, max_steps=None, *, batch_chunk=None,
+                      input_name="inputs"):
     """Lyapunov spectrum of a recurrent network driven by input sequences.
 
     The QR method (Benettin et al. 1980; Shimada & Nagashima 1979): along each input
@@ -276,6 +416,15 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
         Keep the finite-time exponents of every counted QR step in ``result.local``.
     progress : bool
         Show a progress bar on stderr for runs longer than a second.
+    tol : float, optional
+        Stop early once the standard error of every exponent is below ``tol`` (in
+        ``units`` per step).  The check runs at the end of each time block (256 counted
+        steps, fewer on short runs) and needs at least 16 block means and 2 blocks per
+        sequence; with several batch chunks each chunk stops on its own standard error
+        (see Notes).  If the input (or ``max_steps``) runs out first, a
+        :class:`ConvergenceWarning` is issued and ``result.meta["converged"]`` is False.
+    max_steps : int, optional
+        At most this many counted steps (after the warm-up) per sequence.
     batch_chunk : int, optional
         Sequences processed together (memory: about 2 * batch_chunk * n * k values).
     input_name : str
@@ -284,10 +433,26 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
     Returns
     -------
     SpectrumResult
+        With ``stderr`` (k,) and the running estimates ``history_steps`` (H,),
+        ``history`` and ``history_stderr`` (H, k).
 
     Raises
     ------
     ShapeError, NonFiniteError, ParameterError, DeviceError
+
+    Notes
+    -----
+    Standard error by batch means: the counted steps of each sequence are cut into time
+    blocks; every (sequence, block) pair gives a block mean of the local exponents, and
+    ``stderr = sd(block means) / sqrt(number of blocks)`` (lengths weighted when the
+    last block is shorter; see :func:`lenum.stats.combine_batch_means`).  It assumes
+    blocks longer than the correlation time of the local exponents and does not see the
+    bias of a too short warm-up.  With a single block in all it is ``inf``.
+
+    With ``tol`` and several batch chunks, each chunk runs until its own standard error
+    is below ``tol``; the pooled standard error of the result is then below ``tol`` as
+    well, and ``result.steps`` is the longest chunk's count (``meta["steps_min"]`` the
+    shortest, when they differ; ``local`` is NaN-padded).
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a lenum.Network, got {type(net).__name__}")
@@ -309,8 +474,12 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
     if warmup >= T:
         raise ParameterError(f"warmup={warmup} leaves no counted steps: sequences have T={T}")
     qr_every = _int_arg("qr_every", qr_every, 1)
+    tol = _tol_arg(tol)
+    if max_steps is not None:
+        max_steps = _int_arg("max_steps", max_steps, 1)
+    T_run = T if max_steps is None else min(T, warmup + max_steps)
     dt = _dtype_arg(dtype)
-    _units_scale(units)
+    scale = _units_scale(units)
     device = _resolve_device(device)
     if single:
         h0 = None if h0 is None else np.asarray(h0).reshape(net.num_layers, 1, -1)
@@ -325,13 +494,14 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
         advance_factory = gpu.network_advancer
     else:
         advance_factory = _cpu_network_advancer
-    advance = advance_factory(net.cell_code, weights, x, single, S0, T, warmup, qr_every,
+    advance = advance_factory(net.cell_code, weights, x, single, S0, T_run, warmup, qr_every,
                               keep_local, dt, input_name)
-    per_sequence, local = _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, Q0, dt,
-                                         advance, progress, "lenum", batch_chunk)
-    return _finish(per_sequence, local, T - warmup, units, cell=net.cell, k=k, warmup=warmup,
-                   qr_every=qr_every, dtype=dt.name, device=device,
-                   num_layers=net.num_layers, hidden_size=net.hidden_size,
+    per_sequence, local, info = _run_qr_method(B, T_run, n, k, warmup, qr_every, keep_local,
+                                               Q0, dt, advance, progress, "lenum", batch_chunk,
+                                               tol=tol, scale=scale)
+    return _finish(per_sequence, local, info, units, tol=tol, max_steps=max_steps,
+                   cell=net.cell, k=k, warmup=warmup, qr_every=qr_every, dtype=dt.name,
+                   device=device, num_layers=net.num_layers, hidden_size=net.hidden_size,
                    input_size=net.input_size)
 
 
@@ -369,7 +539,7 @@ def _cpu_network_advancer(code, weights, x, single, S0, T, warmup, qr_every, kee
 
 
 def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nats",
-                            keep_local=False, progress=False):
+                            keep_local=False, progress=False, tol=None, max_steps=None):
     """Lyapunov spectrum of a given sequence of Jacobians by the QR method.
 
     Parameters
@@ -377,7 +547,7 @@ def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nat
     J : array_like, (T, n, n) or (B, T, n, n)
         Jacobians J_1 .. J_T in time order (the product is J_T ... J_1).  float32 input
         is computed in float32, anything else in float64.
-    k, warmup, qr_every, q0, units, keep_local, progress
+    k, warmup, qr_every, q0, units, keep_local, progress, tol, max_steps
         As in :func:`lyapunov_spectrum`.
 
     Returns
@@ -402,17 +572,22 @@ def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nat
     if warmup >= T:
         raise ParameterError(f"warmup={warmup} leaves no counted steps: J has T={T}")
     qr_every = _int_arg("qr_every", qr_every, 1)
-    _units_scale(units)
+    tol = _tol_arg(tol)
+    if max_steps is not None:
+        max_steps = _int_arg("max_steps", max_steps, 1)
+    T_run = T if max_steps is None else min(T, warmup + max_steps)
+    scale = _units_scale(units)
     Q0 = _basis(q0, n, k, B, dt)
 
     def advance(b0, b1, t0, t1, Q, logsum, local):
-        cpu.advance_jacobians(np.ascontiguousarray(J[b0:b1, t0:t1]), Q, logsum, local, t0, T, warmup, qr_every,
+        cpu.advance_jacobians(np.ascontiguousarray(J[b0:b1, t0:t1]), Q, logsum, local, t0, T_run, warmup, qr_every,
                               keep_local)
 
-    per_sequence, local = _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, Q0, dt,
-                                         advance, progress, "lenum", None)
-    return _finish(per_sequence, local, T - warmup, units, k=k, warmup=warmup,
-                   qr_every=qr_every, dtype=dt.name, device="cpu")
+    per_sequence, local, info = _run_qr_method(B, T_run, n, k, warmup, qr_every, keep_local,
+                                               Q0, dt, advance, progress, "lenum", None,
+                                               tol=tol, scale=scale)
+    return _finish(per_sequence, local, info, units, tol=tol, max_steps=max_steps, k=k,
+                   warmup=warmup, qr_every=qr_every, dtype=dt.name, device="cpu")
 
 
 def _step_args(net, h, x):

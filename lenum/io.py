@@ -954,8 +954,12 @@ def save_result(result, path, overwrite=False):
 
     Notes
     -----
-    Datasets ``exponents``, ``std``, ``per_sequence`` and, when kept, ``local``; every
-    entry of ``result.meta`` becomes an attribute (``None`` as an empty attribute),
+    Datasets ``exponents``, ``std``, ``stderr``, ``per_sequence``, the running
+    estimates ``history_steps``, ``history``, ``history_stderr`` and, when kept,
+    ``local`` with its statistics in the group ``local_stats`` (datasets ``mean``,
+    ``variance``, ``fraction_positive``; attributes ``fraction_max_positive``,
+    ``samples``); every entry of ``result.meta`` becomes an attribute (``None`` as an
+    empty attribute),
     plus ``steps``, ``units``, ``max_exponent``, ``kaplan_yorke_dimension``,
     ``ks_entropy`` and the format attributes.  :func:`load_result` gives back the
     same numbers and meta.
@@ -971,8 +975,19 @@ def save_result(result, path, overwrite=False):
         group.create_dataset("exponents", data=np.asarray(result.exponents, dtype=np.float64))
         group.create_dataset("std", data=np.asarray(result.std, dtype=np.float64))
         group.create_dataset("per_sequence", data=np.asarray(result.per_sequence, dtype=np.float64))
+        group.create_dataset("stderr", data=np.asarray(result.stderr, dtype=np.float64))
+        group.create_dataset("history_steps", data=np.asarray(result.history_steps, dtype=np.int64))
+        group.create_dataset("history", data=np.asarray(result.history, dtype=np.float64))
+        group.create_dataset("history_stderr",
+                             data=np.asarray(result.history_stderr, dtype=np.float64))
         if result.local is not None:
             group.create_dataset("local", data=np.asarray(result.local, dtype=np.float64))
+            stats = result.local_stats()
+            ls = group.create_group("local_stats")
+            for name in ("mean", "variance", "fraction_positive"):
+                ls.create_dataset(name, data=np.asarray(stats[name], dtype=np.float64))
+            _set_attrs(ls, {"fraction_max_positive": float(stats["fraction_max_positive"]),
+                            "samples": int(stats["samples"])})
         _set_attrs(group, {k: v for k, v in meta.items() if k not in _RESULT_RESERVED})
         _set_attrs(
             group,
@@ -1021,9 +1036,10 @@ def load_result(path):
             raise FormatError(f"{where}: missing attribute lenum_format='result'")
         _check_format(node, file, obj, "result")
         data = {}
-        for name in ("exponents", "std", "per_sequence", "local"):
+        optional = ("local", "stderr", "history_steps", "history", "history_stderr")
+        for name in ("exponents", "std", "per_sequence") + optional:
             if name not in node:
-                if name == "local":
+                if name in optional:  # absent in files written before lenum kept them
                     continue
                 raise FormatError(f"{_where(file, _join(obj, name))}: missing dataset")
             ds = node[name]
@@ -1049,12 +1065,30 @@ def load_result(path):
                 f"{_where(file, _join(obj, 'local'))}: expected shape ({B}, S, {k}), "
                 f"found {local.shape}"
             )
+        stderr = data.get("stderr")
+        if stderr is not None and stderr.shape != (k,):
+            raise ShapeError(
+                f"{_where(file, _join(obj, 'stderr'))}: expected shape ({k},), "
+                f"found {stderr.shape}"
+            )
+        history = None
+        if all(name in data for name in ("history_steps", "history", "history_stderr")):
+            H = data["history_steps"].reshape(-1).shape[0]
+            for name in ("history", "history_stderr"):
+                if data[name].shape != (H, k):
+                    raise ShapeError(
+                        f"{_where(file, _join(obj, name))}: expected shape ({H}, {k}), "
+                        f"found {data[name].shape}"
+                    )
+            history = {"steps": data["history_steps"], "exponents": data["history"],
+                       "stderr": data["history_stderr"]}
         for name in ("steps", "units"):
             if name not in node.attrs:
                 raise FormatError(f"{where}: missing attribute {name!r}")
         attrs = {key: _plain(value) for key, value in node.attrs.items()}
     meta = {key: value for key, value in attrs.items() if key not in _RESULT_RESERVED}
-    return SpectrumResult(per_sequence, attrs["steps"], local=local, units=attrs["units"], **meta)
+    return SpectrumResult(per_sequence, attrs["steps"], local=local, units=attrs["units"],
+                          stderr=stderr, history=history, **meta)
 
 
 # --------------------------------------------------------------------------- info

@@ -24,14 +24,28 @@ class SpectrumResult:
     local : ndarray (B, S, k) or None
         Finite-time exponents, ``log R_ii / qr_every`` of each counted QR step, when
         asked for with ``keep_local=True``.
+    stderr : ndarray (k,)
+        Standard error of :attr:`exponents` by batch means over (sequence, time block)
+        pairs (see :func:`lenum.stats.combine_batch_means`).  When not given (a result
+        built by hand or read from an older file) it falls back to ``std / sqrt(B)``,
+        and to ``inf`` for a single sequence.
+    history_steps : ndarray (H,) of int
+        Counted steps at which the running estimate was recorded (block boundaries,
+        ending with :attr:`steps`).
+    history : ndarray (H, k)
+        Running estimate of the exponents at ``history_steps``.
+    history_stderr : ndarray (H, k)
+        Its standard error.
     steps : int
-        Counted steps per sequence (T - warmup).
+        Counted steps per sequence (T - warmup, or fewer with ``tol``/``max_steps``).
     units : {"nats", "bits"}
     meta : dict
-        How the spectrum was computed: cell, k, warmup, qr_every, dtype, device, ...
+        How the spectrum was computed: cell, k, warmup, qr_every, dtype, device, ...;
+        with ``tol``, also ``tol`` and ``converged``.
     """
 
-    def __init__(self, per_sequence, steps, local=None, units="nats", **meta):
+    def __init__(self, per_sequence, steps, local=None, units="nats", stderr=None,
+                 history=None, **meta):
         per_sequence = np.asarray(per_sequence, dtype=np.float64)
         if per_sequence.ndim != 2:
             raise ValueError(f"per_sequence must be (B, k), found shape {per_sequence.shape}")
@@ -44,6 +58,17 @@ class SpectrumResult:
         self.steps = int(steps)
         self.units = units
         self.meta = dict(meta)
+        B, k = per_sequence.shape
+        if stderr is None:
+            stderr = self.std / math.sqrt(B) if B > 1 else np.full(k, np.inf)
+        self.stderr = np.asarray(stderr, dtype=np.float64).reshape(k)
+        if history is None:
+            history = {"steps": [self.steps], "exponents": self.exponents[None],
+                       "stderr": self.stderr[None]}
+        self.history_steps = np.asarray(history["steps"], dtype=np.int64).reshape(-1)
+        H = self.history_steps.shape[0]
+        self.history = np.asarray(history["exponents"], dtype=np.float64).reshape(H, k)
+        self.history_stderr = np.asarray(history["stderr"], dtype=np.float64).reshape(H, k)
 
     @property
     def k(self):
@@ -66,11 +91,53 @@ class SpectrumResult:
         """Sum of the positive exponents (an upper bound on the KS entropy rate)."""
         return stats.ks_entropy(self.exponents)
 
+    def summary(self):
+        """Spectrum statistics of :attr:`exponents` (see :func:`lenum.stats.summary`)."""
+        return stats.summary(self.exponents)
+
+    def local_stats(self):
+        """Distribution of the finite-time exponents kept with ``keep_local=True``.
+
+        Returns
+        -------
+        dict
+            Per exponent ``mean``, ``variance`` and ``fraction_positive`` (k,) over all
+            sequences and counted QR steps, ``fraction_max_positive`` (the fraction of
+            QR steps whose local leading exponent is positive) and ``samples``; see
+            :func:`lenum.stats.local_statistics`.
+
+        Raises
+        ------
+        ValueError
+            The result holds no local exponents.
+        """
+        if self.local is None:
+            raise ValueError("no local exponents: compute with keep_local=True")
+        return stats.local_statistics(self.local)
+
+    def plot(self, kind="both", **kwargs):
+        """A matplotlib Figure of the spectrum and/or the running convergence.
+
+        Parameters
+        ----------
+        kind : {"both", "spectrum", "convergence"}
+        **kwargs
+            Passed to :func:`lenum.plot.plot_result`.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from .plot import plot_result
+
+        return plot_result(self, kind=kind, **kwargs)
+
     def to_dict(self):
         """A JSON-ready summary keyed like the result file."""
         d = {
             "exponents": self.exponents.tolist(),
             "std": self.std.tolist(),
+            "stderr": self.stderr.tolist(),
             "per_sequence": self.per_sequence.tolist(),
             "steps": self.steps,
             "k": self.k,

@@ -441,7 +441,10 @@ def test_result_round_trip(tmp_path):
                     "kaplan_yorke_dimension", "ks_entropy"):
             assert key in a, key
         assert a["lenum_format"] == "result" and a["max_exponent"] == res.max_exponent
-        assert sorted(f) == ["exponents", "local", "per_sequence", "std"]
+        assert sorted(f) == [
+            "exponents", "history", "history_stderr", "history_steps", "local", "local_stats",
+            "per_sequence", "std", "stderr",
+        ]
 
 
 def test_result_without_local_and_into_a_group(tmp_path):
