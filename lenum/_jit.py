@@ -6,6 +6,7 @@ raising inside a kernel; no ``fastmath`` because log|R_ii| must keep -inf and Na
 must stay detectable.
 """
 
+import hashlib
 import os
 import tempfile
 
@@ -41,6 +42,62 @@ def _cache_usable():
 
 
 CACHE = _cache_usable()
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cache_dirs():
+    """Folders where numba keeps this package's cache files."""
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if root:
+        # numba mirrors the source folder's absolute path below NUMBA_CACHE_DIR
+        mirrored = os.path.join(root, os.path.splitdrive(_HERE)[1].lstrip(os.sep))
+        tops = [mirrored]
+    else:
+        tops = [_HERE]
+    for top in tops:
+        for folder, _, _ in os.walk(top):
+            if os.path.basename(folder) == "__pycache__" or root:
+                yield folder
+
+
+def _drop_stale_cache():
+    """Delete lenum's numba cache when any kernel source changed.
+
+    numba checks only the source file of the function it caches, not the functions
+    it calls: after an edit to a cell (or an upgrade in place that kept a module's
+    timestamp) the cached window kernels would silently keep the old cell.  A hash of
+    every source file of the package, kept beside the cache, decides.
+    """
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(_HERE)):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + f.read())
+    stamp = digest.hexdigest()
+    marker_dir = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(_HERE, "__pycache__")
+    marker = os.path.join(marker_dir, "lenum-kernels.sha256")
+    try:
+        with open(marker) as f:
+            if f.read().strip() == stamp:
+                return
+    except OSError:
+        pass
+    try:
+        for folder in _cache_dirs():
+            for name in os.listdir(folder):
+                if name.endswith((".nbi", ".nbc")):
+                    os.remove(os.path.join(folder, name))
+        os.makedirs(marker_dir, exist_ok=True)
+        with open(marker, "w") as f:
+            f.write(stamp)
+    except OSError:
+        pass  # a read-only install: numba then compiles in memory or uses what is there
+
+
+if CACHE:
+    _drop_stale_cache()
 
 
 def jit(*args, parallel=False, **kwargs):

@@ -106,7 +106,7 @@ def _check_finite(arr, what):
         raise NonFiniteError(f"{what}: {len(bad)} NaN or Inf value(s), first at index {where}")
 
 
-def _resolve_device(device):
+def _resolve_device(device, cell=None):
     if device == "cpu":
         return "cpu"
     if device not in ("gpu", "auto"):
@@ -117,6 +117,8 @@ def _resolve_device(device):
         reason = str(exc)
     else:
         reason = gpu.unavailable_reason()
+        if reason is None and cell is not None and cell not in gpu.CELLS:
+            reason = f"the GPU kernels do not support cell {cell!r} yet"
         if reason is None:
             return "gpu"
     if device == "gpu":
@@ -268,6 +270,9 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
     converged = None if tol is None else True
     worst = None  # (standard error in result units, exponent, b0, b1) of an unconverged chunk
     bc = _chunk_size(B, n, k, dtype.itemsize, batch_chunk)
+    if batch_chunk is None and hasattr(advance, "chunk_size"):
+        # the GPU runs one thread block per sequence: it wants the whole batch per launch
+        bc = advance.chunk_size(B, n, k, dtype.itemsize)
     with _Progress(progress, B * T, desc) as bar, _blas_single_threaded(bc > 1):
         for b0 in range(0, B, bc):
             b1 = min(B, b0 + bc)
@@ -480,7 +485,7 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
     T_run = T if max_steps is None else min(T, warmup + max_steps)
     dt = _dtype_arg(dtype)
     scale = _units_scale(units)
-    device = _resolve_device(device)
+    device = _resolve_device(device, net.cell)
     if single:
         h0 = None if h0 is None else np.asarray(h0).reshape(net.num_layers, 1, -1)
         c0 = None if c0 is None else np.asarray(c0).reshape(net.num_layers, 1, -1)

@@ -17,7 +17,9 @@ def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_
     N = h.shape[0]
     for i in range(N):
         if relu:
-            if a[i] > 0:
+            # NaN (an overflowed state: 0 * inf) must propagate, so that the engine
+            # reports the overflow instead of reading it as a dead unit
+            if a[i] > 0 or a[i] != a[i]:
                 out_h[i] = a[i]
                 d = 1.0
             else:
