@@ -43,11 +43,11 @@ from .cells.stack import make_workspace, stack_step
 from .engine import (
     _WINDOW,
     _basis,
-    _check_finite,
     _dtype_arg,
     _initial_state,
     _input_shape,
     _int_arg,
+    jacobians_arg,
     read_inputs,
 )
 from .errors import NonFiniteError, ParameterError, ShapeError
@@ -440,20 +440,9 @@ def covariant_vectors_from_jacobians(J, k=None, warmup=100, tail=100, q0=None,
         ``vectors[b, s]`` belongs to step ``warmup + 1 + s``: the image under
         ``J_{warmup+1+s}`` of the vectors one step earlier, normalised.
     """
-    J = np.asarray(J)
-    dt = np.dtype(np.float32) if J.dtype == np.float32 else np.dtype(np.float64)
-    if J.ndim == 3:
-        J = J[None]
-    if J.ndim != 4 or J.shape[-1] != J.shape[-2] or J.shape[-1] == 0:
-        raise ShapeError(f"J: expected shape (T, n, n) or (B, T, n, n), found {J.shape}")
+    J, k = jacobians_arg(J, k, q0)
+    dt = J.dtype
     B, T, n, _ = J.shape
-    if B < 1 or T < 1:
-        raise ShapeError(f"J: no sequences or no steps, shape {J.shape}")
-    J = np.ascontiguousarray(J, dtype=dt)
-    _check_finite(J, "J")
-    if k is None and q0 is not None:
-        k = np.shape(q0)[-1]
-    k = n if k is None else _int_arg("k", k, 1, n)
     warmup, tail, memory_limit = _window_args(T, warmup, tail, memory_limit)
     Q0 = _basis(q0, n, k, B, dt)
 

@@ -543,6 +543,28 @@ def _cpu_network_advancer(code, weights, x, single, S0, T, warmup, qr_every, kee
     return advance
 
 
+def jacobians_arg(J, k, q0):
+    """Validated Jacobians as a contiguous (B, T, n, n) array, and the number k.
+
+    float32 stays float32, anything else becomes float64.
+    """
+    J = np.asarray(J)
+    dt = np.dtype(np.float32) if J.dtype == np.float32 else np.dtype(np.float64)
+    if J.ndim == 3:
+        J = J[None]
+    if J.ndim != 4 or J.shape[-1] != J.shape[-2] or J.shape[-1] == 0:
+        raise ShapeError(f"J: expected shape (T, n, n) or (B, T, n, n), found {J.shape}")
+    if J.shape[0] < 1 or J.shape[1] < 1:
+        raise ShapeError(f"J: no sequences or no steps, shape {J.shape}")
+    J = np.ascontiguousarray(J, dtype=dt)
+    _check_finite(J, "J")
+    if k is None and q0 is not None:
+        k = np.shape(q0)[-1]
+    n = J.shape[-1]
+    k = n if k is None else _int_arg("k", k, 1, n)
+    return J, k
+
+
 def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nats",
                             keep_local=False, progress=False, tol=None, max_steps=None):
     """Lyapunov spectrum of a given sequence of Jacobians by the QR method.
@@ -559,20 +581,9 @@ def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nat
     -------
     SpectrumResult
     """
-    J = np.asarray(J)
-    dt = np.dtype(np.float32) if J.dtype == np.float32 else np.dtype(np.float64)
-    if J.ndim == 3:
-        J = J[None]
-    if J.ndim != 4 or J.shape[-1] != J.shape[-2] or J.shape[-1] == 0:
-        raise ShapeError(f"J: expected shape (T, n, n) or (B, T, n, n), found {J.shape}")
+    J, k = jacobians_arg(J, k, q0)
+    dt = J.dtype
     B, T, n, _ = J.shape
-    if B < 1 or T < 1:
-        raise ShapeError(f"J: no sequences or no steps, shape {J.shape}")
-    J = np.ascontiguousarray(J, dtype=dt)
-    _check_finite(J, "J")
-    if k is None and q0 is not None:
-        k = np.shape(q0)[-1]
-    k = n if k is None else _int_arg("k", k, 1, n)
     warmup = _int_arg("warmup", warmup, 0)
     if warmup >= T:
         raise ParameterError(f"warmup={warmup} leaves no counted steps: J has T={T}")

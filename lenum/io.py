@@ -358,7 +358,7 @@ def _checkpoint_groups(node):
 
 
 def _read_weights(node, file, obj):
-    """Validate a weights group and return ``(cell, dict of float64 arrays)``."""
+    """Validate a weights group and return its :class:`Network`."""
     where = _where(file, obj)
     if not isinstance(node, h5py.Group):
         raise FormatError(f"{where}: is a dataset, expected a weights group")
@@ -383,7 +383,6 @@ def _read_weights(node, file, obj):
             f"{', '.join(sorted(CELLS))}{hint}"
         )
     cell = cell.lower()
-    gates = CELLS[cell][0]
 
     arrays = {}
     for name, child in node.items():
@@ -421,38 +420,13 @@ def _read_weights(node, file, obj):
                     f"({cell}, {num_layers} layer(s))"
                 )
 
-    whh = arrays["weight_hh_l0"]
-    if whh.ndim != 2 or whh.shape[1] == 0 or whh.shape[0] != gates * whh.shape[1]:
-        raise ShapeError(
-            f"{_where(file, _join(obj, 'weight_hh_l0'))}: expected shape ({gates}*N, N) "
-            f"for cell {cell!r}, found {whh.shape}"
-        )
-    hidden = whh.shape[1]
-    wih = arrays["weight_ih_l0"]
-    if wih.ndim != 2 or wih.shape[0] != gates * hidden or wih.shape[1] == 0:
-        raise ShapeError(
-            f"{_where(file, _join(obj, 'weight_ih_l0'))}: expected shape "
-            f"({gates * hidden}, d) for cell {cell!r} with N={hidden}, found {wih.shape}"
-        )
-    input_size = wih.shape[1]
-    for name, arr in arrays.items():
-        kind, layer = _KEY.match(name).groups()
-        layer = int(layer)
-        if kind == "weight_hh":
-            expected = (gates * hidden, hidden)
-        elif kind == "weight_ih":
-            expected = (gates * hidden, input_size if layer == 0 else hidden)
-        else:
-            expected = (gates * hidden,)
-        if arr.shape != expected:
-            raise ShapeError(
-                f"{_where(file, _join(obj, name))}: expected shape {expected}, found {arr.shape}"
-            )
-
+    # Network checks the shapes, naming each dataset in the file
+    net = Network(cell, arrays, source=where if obj != "/" else file,
+                  label=lambda key: _where(file, _join(obj, key)))
     for attr, value in (
-        ("num_layers", num_layers),
-        ("hidden_size", hidden),
-        ("input_size", input_size),
+        ("num_layers", net.num_layers),
+        ("hidden_size", net.hidden_size),
+        ("input_size", net.input_size),
     ):
         stated = _attr(node, attr)
         if stated is not None and stated != value:
@@ -460,7 +434,7 @@ def _read_weights(node, file, obj):
                 f"{where}: attribute {attr}={stated!r} disagrees with the datasets, "
                 f"which give {attr}={value}"
             )
-    return cell, arrays
+    return net
 
 
 def load_network(path):
@@ -493,11 +467,7 @@ def load_network(path):
     file, obj = split_path(path)
     with _open_read(file) as f:
         node = _get(f, file, obj)
-        cell, arrays = _read_weights(node, file, obj)
-    try:
-        return Network(cell, arrays, source=_where(file, obj) if obj != "/" else file)
-    except LenumError as exc:  # a rule of Network's that _read_weights does not repeat
-        raise type(exc)(f"{_where(file, obj)}: {exc}") from None
+        return _read_weights(node, file, obj)
 
 
 def save_network(net, path, overwrite=False, attrs=None):
@@ -580,7 +550,6 @@ class LazyInputs:
         return self.shape[0]
 
     def _read(self, b0, b1, t0, t1):
-        T = self.shape[1]
         if b1 <= b0 or t1 <= t0:
             return np.empty((max(b1 - b0, 0), max(t1 - t0, 0), self.shape[2]), dtype=self.dtype)
         # h5py reads only the hyperslab asked for: memory is that of the slice

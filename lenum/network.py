@@ -57,6 +57,9 @@ class Network:
         zero.  ``d_l`` is the input size for layer 0 and N for the layers above.
     source : str, optional
         Where the weights came from (a file path), kept for provenance.
+    label : callable, optional
+        ``label(key)`` names a weight in error messages (a file reader passes one that
+        gives ``FILE.h5:/group/weight_hh_l0``); default ``"weight_hh_l0 in SOURCE"``.
 
     Attributes
     ----------
@@ -73,7 +76,7 @@ class Network:
         NaN or Inf in a weight (named).
     """
 
-    def __init__(self, cell, state_dict, source=None):
+    def __init__(self, cell, state_dict, source=None, label=None):
         cell = str(cell).lower()
         if cell not in CELLS:
             raise FormatError(
@@ -83,6 +86,9 @@ class Network:
         self.source = source
         gates, per_layer = CELLS[cell]
         where = f" in {source}" if source else ""
+        if label is None:
+            def label(key):
+                return f"{key}{where}"
 
         weights = {}
         layers = set()
@@ -94,7 +100,7 @@ class Network:
                     hint = " (LSTM projections, proj_size > 0, are not supported)"
                 elif str(key).endswith("_reverse"):
                     hint = " (bidirectional networks are not supported)"
-                raise FormatError(f"unexpected weight {key!r}{where}{hint}")
+                raise FormatError(f"{label(key)}: unexpected weight{hint}")
             layers.add(int(m.group(2)))
             weights[str(key)] = _to_numpy(value, key)
         if not layers:
@@ -103,19 +109,22 @@ class Network:
         for layer in range(num_layers):
             for name in ("weight_ih", "weight_hh"):
                 if f"{name}_l{layer}" not in weights:
-                    raise FormatError(f"missing weight {name}_l{layer}{where}")
+                    raise FormatError(
+                        f"{label(f'{name}_l{layer}')}: missing ({cell}, {num_layers} layer(s))"
+                    )
 
         whh0 = weights["weight_hh_l0"]
         if whh0.ndim != 2 or whh0.shape[0] != gates * whh0.shape[1] or whh0.shape[1] == 0:
             raise ShapeError(
-                f"weight_hh_l0{where}: expected shape ({gates}*N, N) for cell {cell!r}, "
+                f"{label('weight_hh_l0')}: expected shape ({gates}*N, N) for cell {cell!r}, "
                 f"found {whh0.shape}"
             )
         hidden = whh0.shape[1]
         wih0 = weights["weight_ih_l0"]
         if wih0.ndim != 2 or wih0.shape[0] != gates * hidden or wih0.shape[1] == 0:
             raise ShapeError(
-                f"weight_ih_l0{where}: expected shape ({gates * hidden}, d), found {wih0.shape}"
+                f"{label('weight_ih_l0')}: expected shape ({gates * hidden}, d) for cell "
+                f"{cell!r} with N={hidden}, found {wih0.shape}"
             )
         input_size = wih0.shape[1]
 
@@ -129,10 +138,10 @@ class Network:
             else:
                 expected = (gates * hidden,)
             if arr.shape != expected:
-                raise ShapeError(f"{key}{where}: expected shape {expected}, found {arr.shape}")
+                raise ShapeError(f"{label(key)}: expected shape {expected}, found {arr.shape}")
             if not np.all(np.isfinite(arr)):
                 bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-                raise NonFiniteError(f"{key}{where}: {bad} NaN or Inf value(s)")
+                raise NonFiniteError(f"{label(key)}: {bad} NaN or Inf value(s)")
 
         self.num_layers = num_layers
         self.hidden_size = hidden
@@ -144,9 +153,9 @@ class Network:
         self._packed = {}
 
     @classmethod
-    def from_state_dict(cls, cell, state_dict, source=None):
+    def from_state_dict(cls, cell, state_dict, source=None, label=None):
         """Build a network from a PyTorch-style ``state_dict`` (see :class:`Network`)."""
-        return cls(cell, state_dict, source=source)
+        return cls(cell, state_dict, source=source, label=label)
 
     def state_dict(self):
         """The weights as a new dict of float64 arrays keyed like PyTorch's, biases included."""
