@@ -36,13 +36,14 @@ import os
 import tempfile
 
 import numpy as np
-from numba import prange
 
 from ._jit import jit
+from .cpu import num_threads, over_sequences
 from .cells.stack import make_workspace, stack_step
 from .engine import (
     _WINDOW,
     _basis,
+    _blas_single_threaded,
     _dtype_arg,
     _initial_state,
     _input_shape,
@@ -78,15 +79,15 @@ def _qr_full(Z, Q, R):
     return True
 
 
-@jit(parallel=True)
-def _forward_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, store, q_count, Qout,
-                     Rout, bad):
+@jit
+def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
+                     q_count):
     """QR method over inputs ``X`` (B, Tw, d); with ``store``, keep every R_t and the
     first ``q_count`` Q_t of the window.  ``bad[b]`` becomes the window step at which
     sequence b's tangent dynamics stopped being finite (it is -1 otherwise)."""
     B, Tw = X.shape[0], X.shape[1]
     n, k = Q.shape[1], Q.shape[2]
-    for b in prange(B):
+    for b in range(B):
         M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
         s_new = np.empty(n, dtype=X.dtype)
         Z = np.empty((n, k), dtype=X.dtype)
@@ -106,12 +107,12 @@ def _forward_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, store, q_cou
                     Qout[b, t] = Q[b]
 
 
-@jit(parallel=True)
-def _forward_jacobians(J, Q, store, q_count, Qout, Rout, bad):
+@jit
+def _forward_jacobians(J, Q, Qout, Rout, bad, store, q_count):
     """:func:`_forward_network` for given Jacobians ``J`` (B, Tw, n, n)."""
     B, Tw = J.shape[0], J.shape[1]
     n, k = Q.shape[1], Q.shape[2]
-    for b in prange(B):
+    for b in range(B):
         Z = np.empty((n, k), dtype=J.dtype)
         R = np.empty((k, k))
         for t in range(Tw):
@@ -127,8 +128,8 @@ def _forward_jacobians(J, Q, store, q_count, Qout, Rout, bad):
                     Qout[b, t] = Q[b]
 
 
-@jit(parallel=True)
-def _backward(Rw, Qw, C, v_count, V, G, bad):
+@jit
+def _backward(Rw, Qw, C, V, G, bad, v_count):
     """Backward pass over one window of steps, latest first.
 
     ``Rw`` (B, Tw, k, k) holds R_t of the window's steps; the first ``v_count`` of them
@@ -138,7 +139,7 @@ def _backward(Rw, Qw, C, v_count, V, G, bad):
     ``bad[b]`` becomes the window step of a zero or non-finite R_jj.
     """
     B, Tw, k = Rw.shape[0], Rw.shape[1], Rw.shape[2]
-    for b in prange(B):
+    for b in range(B):
         X = np.zeros((k, k))
         for i in range(Tw - 1, -1, -1):
             if bad[b] >= 0:
@@ -223,15 +224,11 @@ class CovariantVectors:
 # --------------------------------------------------------------------------- driver
 
 
-def _threads():
-    return max(1, int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1)))
-
-
 def _plan(B, S, tail, n, k, itemsize, memory_limit):
     """Sequences per chunk, steps per window and whether Q/R go to a temporary file."""
     per_seq = S * n * k * itemsize + (S + tail) * k * k * 8
     spill = per_seq > memory_limit
-    bc = min(B, _threads()) if spill else max(1, min(B, memory_limit // per_seq))
+    bc = min(B, num_threads()) if spill else max(1, min(B, memory_limit // per_seq))
     # the window buffers (Q, R forward; V, G backward) get at most a quarter of the limit
     per_step = bc * (2 * n * k * itemsize + k * k * 8 + k * 8)
     window = max(1, min(_WINDOW, S + tail, (memory_limit // 4) // max(1, per_step)))
@@ -263,6 +260,15 @@ def _run(B, T, n, k, warmup, tail, dtype, q0, seed, memory_limit, tmpdir, forwar
     vectors = np.empty((B, S, n, k), dtype=dtype)
     growth = np.empty((B, S, k))
     rng = np.random.default_rng(seed)
+    with _blas_single_threaded(bc > 1):
+        _chunks(B, bc, S, tail, n, k, W, warmup, T, dtype, spill, tmpdir, q0, rng, forward,
+                vectors, growth)
+    return vectors, growth, bc, spill
+
+
+def _chunks(B, bc, S, tail, n, k, W, warmup, T, dtype, spill, tmpdir, q0, rng, forward,
+            vectors, growth):
+    """Forward and backward passes of each batch chunk, filling vectors and growth."""
     for b0 in range(0, B, bc):
         b1 = min(B, b0 + bc)
         m = b1 - b0
@@ -301,7 +307,7 @@ def _run(B, T, n, k, warmup, tail, dtype, q0, seed, memory_limit, tmpdir, forwar
                 Rw = np.ascontiguousarray(Rst[:, a:a + cnt])
                 Qw = (np.ascontiguousarray(Qst[:, a:a + v_count]) if v_count
                       else np.empty((m, 0, n, k), dtype=dtype))
-                _backward(Rw, Qw, C, v_count, Vbuf, Gbuf, bad)
+                over_sequences(_backward, m, (Rw, Qw, C, Vbuf, Gbuf, bad), (v_count,))
                 _check_bad(bad, b0, warmup + a,
                            "R has a zero diagonal entry (an exponent of -inf: the "
                            "covariant vectors exist only for k up to the rank of the "
@@ -313,7 +319,6 @@ def _run(B, T, n, k, warmup, tail, dtype, q0, seed, memory_limit, tmpdir, forwar
             if handle is not None:
                 handle[0].close()
                 os.unlink(handle[1])
-    return vectors, growth, bc, spill
 
 
 def _check_bad(bad, b0, t0, what):
@@ -409,7 +414,8 @@ def covariant_vectors(net, x, k=None, warmup=100, tail=100, h0=None, c0=None, q0
             state["S"] = S0[b0:b1].copy()
         X = read_inputs(x, single, b0, b1, t0, t1, dt, input_name)
         S = state["S"]
-        _forward_network(net.cell_code, *weights, X, S, Q, store, q_count, Qbuf, Rbuf, bad)
+        over_sequences(_forward_network, X.shape[0], (X, S, Q, Qbuf, Rbuf, bad),
+                       (net.cell_code, *weights, store, q_count))
         if not np.all(np.isfinite(S)):
             b = int(np.argwhere(~np.isfinite(S))[0][0])
             raise NonFiniteError(f"the state of sequence {b0 + b} overflowed to Inf or NaN "
@@ -447,8 +453,9 @@ def covariant_vectors_from_jacobians(J, k=None, warmup=100, tail=100, q0=None,
     Q0 = _basis(q0, n, k, B, dt)
 
     def forward(b0, b1, t0, t1, Q, store, q_count, Qbuf, Rbuf, bad):
-        _forward_jacobians(np.ascontiguousarray(J[b0:b1, t0:t1]), Q, store, q_count, Qbuf,
-                           Rbuf, bad)
+        over_sequences(_forward_jacobians, b1 - b0,
+                       (np.ascontiguousarray(J[b0:b1, t0:t1]), Q, Qbuf, Rbuf, bad),
+                       (store, q_count))
 
     vectors, growth, bc, spill = _run(B, T, n, k, warmup, tail, dt, Q0, seed, memory_limit,
                                       tmpdir, forward)

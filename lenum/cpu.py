@@ -10,7 +10,6 @@ and a QR per step), so a thread per slice costs nothing measurable, and compilin
 ``parallel=True`` kernels took longer than compiling everything else together.
 """
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -24,11 +23,12 @@ _pool = None
 
 
 def num_threads():
-    """Threads used over sequences: NUMBA_NUM_THREADS, else the number of CPUs."""
-    return max(1, int(os.environ.get("NUMBA_NUM_THREADS", numba.config.NUMBA_NUM_THREADS)))
+    """Threads used over sequences: numba's thread count (NUMBA_NUM_THREADS or
+    ``numba.set_num_threads``), by default the number of CPUs."""
+    return max(1, numba.get_num_threads())
 
 
-def _over_sequences(kernel, B, batched, shared):
+def over_sequences(kernel, B, batched, shared):
     """Run ``kernel(*batched[b0:b1], *shared)`` on slices of the batch, in parallel."""
     global _pool
     parts = min(B, num_threads())
@@ -96,7 +96,7 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     ``logsum`` (B, k) accumulates the counted log|R_ii|; ``local`` (B, S, k) receives
     the finite-time exponents when ``keep_local``.
     """
-    _over_sequences(_advance_network, X.shape[0], (X, S, Q, logsum, local),
+    over_sequences(_advance_network, X.shape[0], (X, S, Q, logsum, local),
                     (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
                      keep_local))
 
@@ -116,7 +116,7 @@ def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
 
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n)."""
-    _over_sequences(_advance_jacobians, J.shape[0], (J, Q, logsum, local),
+    over_sequences(_advance_jacobians, J.shape[0], (J, Q, logsum, local),
                     (t0, T, warmup, qr_every, keep_local))
 
 

@@ -11,7 +11,6 @@ kernels in :mod:`lenum.cpu` (or :mod:`lenum.gpu`).
 import contextlib
 import logging
 import math
-import os
 import sys
 import warnings
 
@@ -217,7 +216,7 @@ def _block_size(counted, qr_every):
 def _chunk_size(B, n, k, itemsize, batch_chunk):
     if batch_chunk is not None:
         return _int_arg("batch_chunk", batch_chunk, 1)
-    threads = max(1, int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1)))
+    threads = cpu.num_threads()
     fit = _CHUNK_BYTES // max(1, 2 * n * k * itemsize)
     return max(1, min(B, max(threads, fit)))
 
