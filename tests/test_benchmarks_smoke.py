@@ -1,0 +1,54 @@
+"""The benchmark scripts run end to end on tiny sizes, so that they cannot rot.
+
+They compare lenum with the NumPy and PyTorch references (asserting that the
+exponents agree before timing) and time the QR kernels and the tangent variants.
+"""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCH, name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_cpu_smoke(capsys):
+    rows = load("bench_cpu").main(["--smoke", "--markdown", "--no-startup"])
+    out = capsys.readouterr().out
+    assert {r["cell"] for r in rows} == {"rnn_tanh", "lstm", "gru"}
+    assert {r["dtype"] for r in rows} == {"float64", "float32"}
+    for r in rows:
+        assert r["lenum"] > 0 and r["numpy"] > 0 and r["floor"] > 0
+    assert "| cell | N |" in out
+
+
+def test_references_agree_with_lenum():
+    pytest.importorskip("torch")
+    import lenum
+
+    ref = load("reference")
+    rng = np.random.default_rng(0)
+    for cell in ref.CELLS:
+        w = ref.random_weights(cell, 6, 3)
+        net = lenum.Network.from_state_dict(cell, w)
+        q0 = lenum.engine.default_basis(net.state_size, net.state_size)
+        x = rng.standard_normal((2, 5, 3))
+        want = lenum.lyapunov_spectrum(net, x, q0=q0).per_sequence
+        np.testing.assert_allclose(ref.numpy_spectrum(cell, w, x, q0), want, atol=1e-9)
+        np.testing.assert_allclose(ref.torch_spectrum(cell, w, x, q0, threads=1), want,
+                                   atol=1e-9)
+
+
+def test_bench_qr_and_tangent_smoke(capsys):
+    rows = load("bench_qr").run([8], ["float64"], ["plain", "lapack"], budget=0.001)
+    assert len(rows) == 1 and all(t > 0 for t in rows[0][3].values())
+    r = load("bench_shared_gemm").measure(8, 4, 3, "float64")
+    assert all(v > 0 for v in r.values())

@@ -1,0 +1,174 @@
+"""The QR kernels of lenum.qr against LAPACK (np.linalg.qr, signs fixed) and the contract.
+
+Contract of every variant: Q (n x k) orthonormal, ``R = Q^T A`` upper triangular with
+diag(R) >= 0 and ``Q R = A``, ``logs = log|R_ii|``; a zero column gives -inf (never
+NaN); NaN or Inf input gives NaN logs without raising.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lenum import qr
+
+VARIANTS = {
+    "plain": qr.householder_qr,
+    "blocked": qr.blocked_qr,
+    "lapack": qr.lapack_qr,
+    "dispatch": qr.qr_logdiag,
+}
+DTYPES = [np.float64, np.float32]
+EPS = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def run(variant, A):
+    A0 = np.array(A)
+    n, k = A0.shape
+    Q = np.full((n, k), np.nan, dtype=A0.dtype)
+    logs = np.full(k, 7.0)
+    work = np.empty((2, k), dtype=A0.dtype)
+    VARIANTS[variant](A0.copy(), Q, logs, work)
+    return Q, logs
+
+
+def lapack_reference(A):
+    q, r = np.linalg.qr(np.asarray(A, dtype=np.float64))
+    d = np.diag(r)
+    sign = np.where(d < 0, -1.0, 1.0)
+    with np.errstate(divide="ignore"):
+        return q * sign, np.log(np.abs(d))
+
+
+def check_contract(A, Q, logs, tol):
+    """Orthonormal Q, upper triangular R = Q^T A with diag(R) = exp(logs) >= 0, QR = A."""
+    A = np.asarray(A, dtype=np.float64)
+    Q = Q.astype(np.float64)
+    n, k = A.shape
+    scale = max(np.abs(A).max(), np.finfo(float).tiny)
+    assert not np.isnan(Q).any() and not np.isnan(logs).any()
+    np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=tol * max(n, 10))
+    R = Q.T @ A
+    assert np.abs(np.tril(R, -1)).max(initial=0.0) <= tol * max(n, 10) * scale
+    d = np.diag(R)
+    assert (d >= -tol * max(n, 10) * scale).all()
+    np.testing.assert_allclose(np.exp(logs), d, atol=tol * max(n, 10) * scale,
+                               rtol=tol * max(n, 10))
+    np.testing.assert_allclose(Q @ np.triu(R), A, atol=tol * max(n, 10) * scale)
+
+
+# sizes covering one column, square, k < n, several panels of the blocked kernel
+# (PANEL = 32) with a partial last one, and the dispatch threshold on both sides
+SIZES = [(1, 1), (5, 1), (3, 3), (8, 8), (17, 5), (40, 40), (47, 47), (48, 48),
+         (100, 37), (70, 70), (130, 16)]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", SIZES)
+def test_random_matches_lapack(variant, dtype, n, k):
+    A = np.random.default_rng(n * 1000 + k).standard_normal((n, k)).astype(dtype)
+    Q, logs = run(variant, A)
+    q_ref, l_ref = lapack_reference(A)
+    tol = EPS[dtype]
+    np.testing.assert_allclose(logs, l_ref, atol=100 * tol * np.sqrt(n))
+    np.testing.assert_allclose(Q, q_ref, atol=1e3 * tol * np.sqrt(n))
+    check_contract(A, Q, logs, tol)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k,zero", [(6, 4, 0), (6, 4, 3), (50, 50, 7), (80, 40, 39)])
+def test_zero_column_gives_minus_inf(variant, dtype, n, k, zero):
+    A = np.random.default_rng(1).standard_normal((n, k)).astype(dtype)
+    A[:, zero] = 0.0
+    Q, logs = run(variant, A)
+    assert logs[zero] == -np.inf
+    others = np.delete(logs, zero)
+    assert np.isfinite(others).all()
+    # Q stays orthonormal and spans A
+    finite = np.where(np.isfinite(logs), logs, 0.0)
+    assert not np.isnan(Q).any()
+    np.testing.assert_allclose(Q.T.astype(float) @ Q, np.eye(k), atol=EPS[dtype] * 100)
+    R = Q.T.astype(float) @ A.astype(float)
+    np.testing.assert_allclose(Q.astype(float) @ np.triu(R), A, atol=EPS[dtype] * 100 * n)
+    np.testing.assert_allclose(np.delete(np.diag(R), zero), np.exp(np.delete(finite, zero)),
+                               rtol=EPS[dtype] * 100 * n)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(6, 6), (60, 50)])
+def test_all_zero_block(variant, dtype, n, k):
+    Q, logs = run(variant, np.zeros((n, k), dtype=dtype))
+    assert (logs == -np.inf).all()
+    np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=EPS[dtype])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(8, 5), (64, 64), (90, 40)])
+def test_duplicate_columns_are_rank_deficient(variant, dtype, n, k):
+    A = np.random.default_rng(2).standard_normal((n, k)).astype(dtype)
+    A[:, 3] = A[:, 1]
+    Q, logs = run(variant, A)
+    assert not np.isnan(logs).any() and not np.isnan(Q).any()
+    # R_33 is zero up to rounding: far below the other diagonal entries
+    assert logs[3] < np.log(EPS[dtype]) + np.delete(logs, 3).min() + 5
+    np.testing.assert_allclose(Q.T.astype(float) @ Q, np.eye(k), atol=EPS[dtype] * 100)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("n,k", [(10, 10), (64, 16), (100, 100)])
+def test_tiny_scale_float32_does_not_underflow(variant, n, k):
+    # 1e-30 is a normal float32, but its square is not: a naive norm returns 0 (-inf)
+    A = np.random.default_rng(3).standard_normal((n, k))
+    Q, logs = run(variant, (1e-30 * A).astype(np.float32))
+    _, l_ref = lapack_reference(A)
+    np.testing.assert_allclose(logs, l_ref + np.log(1e-30), atol=1e-3 * np.sqrt(n))
+    np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("n,k", [(12, 12), (80, 80), (120, 60)])
+def test_graded_columns(variant, n, k):
+    # columns scaled over 24 orders of magnitude, as a long product of Jacobians makes
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((n, k)) * np.logspace(0, -24, k)[None, :]
+    Q, logs = run(variant, A)
+    _, l_ref = lapack_reference(A)
+    np.testing.assert_allclose(logs, l_ref, atol=1e-9 * n)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-12 * n)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("n,k,where", [(6, 6, (0, 0)), (6, 6, (5, 2)), (70, 60, (3, 50))])
+def test_non_finite_input_gives_nan(variant, bad, n, k, where):
+    A = np.random.default_rng(5).standard_normal((n, k))
+    A[where] = bad
+    _, logs = run(variant, A)  # must not raise
+    assert np.isnan(logs).any()
+
+
+@given(
+    n=st.integers(1, 80),
+    frac=st.floats(0.0, 1.0),
+    dtype=st.sampled_from(DTYPES),
+    variant=st.sampled_from(list(VARIANTS)),
+    seed=st.integers(0, 2**32 - 1),
+    log_scale=st.floats(-20, 20),
+)
+def test_contract_hypothesis(n, frac, dtype, variant, seed, log_scale):
+    k = max(1, round(frac * n))
+    A = (np.random.default_rng(seed).standard_normal((n, k)) * 10.0 ** log_scale).astype(dtype)
+    Q, logs = run(variant, A)
+    check_contract(A, Q, logs, EPS[dtype] * 10)
+    _, l_ref = lapack_reference(A)
+    np.testing.assert_allclose(logs, l_ref, atol=EPS[dtype] * 1e3 * n)
+
+
+def test_dispatch_sizes_pick_the_measured_winner():
+    # the thresholds are measurements (benchmarks/RESULTS.md); keep them ordered
+    assert 1 <= qr.LAPACK_MIN_ROWS
+    assert qr.PANEL >= 8
