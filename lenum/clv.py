@@ -44,15 +44,12 @@ from .engine import (
     _WINDOW,
     _basis,
     _blas_single_threaded,
-    _dtype_arg,
-    _initial_state,
-    _input_shape,
     _int_arg,
     jacobians_arg,
+    network_args,
     read_inputs,
 )
-from .errors import NonFiniteError, ParameterError, ShapeError
-from .network import Network
+from .errors import NonFiniteError, ParameterError
 
 __all__ = ["covariant_vectors", "covariant_vectors_from_jacobians", "CovariantVectors"]
 
@@ -386,26 +383,9 @@ def covariant_vectors(net, x, k=None, warmup=100, tail=100, h0=None, c0=None, q0
     whole R is needed.  Cost: about that of :func:`lenum.lyapunov_spectrum` for the
     forward pass plus ``O(k^3)`` per step backwards.
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a lenum.Network, got {type(net).__name__}")
-    shape, single = _input_shape(x, net, input_name)
-    B, T, d = shape
-    if d != net.input_size:
-        raise ShapeError(f"{input_name}: expected input size d = {net.input_size}, "
-                         f"found inputs of shape {tuple(x.shape)}")
-    if B < 1 or T < 1:
-        raise ShapeError(f"{input_name}: no sequences or no steps, shape {tuple(x.shape)}")
+    B, T, single, k, dt, S0, Q0 = network_args(net, x, k, h0, c0, q0, dtype, input_name)
     n = net.state_size
-    if k is None and q0 is not None:
-        k = np.shape(q0)[-1]
-    k = n if k is None else _int_arg("k", k, 1, n)
     warmup, tail, memory_limit = _window_args(T, warmup, tail, memory_limit)
-    dt = _dtype_arg(dtype)
-    if single:
-        h0 = None if h0 is None else np.asarray(h0).reshape(net.num_layers, 1, -1)
-        c0 = None if c0 is None else np.asarray(c0).reshape(net.num_layers, 1, -1)
-    S0 = _initial_state(net, h0, c0, B, dt)
-    Q0 = _basis(q0, n, k, B, dt)
     weights = net.packed(dt)
     state = {}
 

@@ -383,6 +383,38 @@ def _input_shape(x, net, input_name):
     return shape, False
 
 
+def network_args(net, x, k, h0, c0, q0, dtype, input_name):
+    """Checks shared by every computation on a network driven by inputs.
+
+    Returns ``(B, T, single, k, dtype, S0, Q0)``: the batch and time sizes, whether
+    ``x`` was one (T, d) sequence, the number of exponents, the compute dtype, the
+    initial states (B, n) and the initial basis ((n, k) or (B, n, k)).
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a lenum.Network, got {type(net).__name__}")
+    shape, single = _input_shape(x, net, input_name)
+    B, T, d = shape
+    if d != net.input_size:
+        raise ShapeError(
+            f"{input_name}: input size {d} does not match the network's "
+            f"(weight_ih_l0 has shape {net.packed()[0].shape}, so d = {net.input_size}); "
+            f"found inputs of shape {tuple(x.shape)}"
+        )
+    if B < 1 or T < 1:
+        raise ShapeError(f"{input_name}: no sequences or no steps, shape {tuple(x.shape)}")
+    n = net.state_size
+    if k is None and q0 is not None:
+        k = np.shape(q0)[-1]
+    k = n if k is None else _int_arg("k", k, 1, n)
+    dt = _dtype_arg(dtype)
+    if single:
+        h0 = None if h0 is None else np.asarray(h0).reshape(net.num_layers, 1, -1)
+        c0 = None if c0 is None else np.asarray(c0).reshape(net.num_layers, 1, -1)
+    S0 = _initial_state(net, h0, c0, B, dt)
+    Q0 = _basis(q0, n, k, B, dt)
+    return B, T, single, k, dt, S0, Q0
+
+
 def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_every=1,
                       dtype="float64", device="cpu", units="nats", keep_local=False,
                       progress=False, tol=None, max_steps=None, *, batch_chunk=None,
@@ -458,22 +490,8 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
     well, and ``result.steps`` is the longest chunk's count (``meta["steps_min"]`` the
     shortest, when they differ; ``local`` is NaN-padded).
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a lenum.Network, got {type(net).__name__}")
-    shape, single = _input_shape(x, net, input_name)
-    B, T, d = shape
-    if d != net.input_size:
-        raise ShapeError(
-            f"{input_name}: input size {d} does not match the network's "
-            f"(weight_ih_l0 has shape {net.packed()[0].shape}, so d = {net.input_size}); "
-            f"found inputs of shape {tuple(x.shape)}"
-        )
-    if B < 1 or T < 1:
-        raise ShapeError(f"{input_name}: no sequences or no steps, shape {tuple(x.shape)}")
+    B, T, single, k, dt, S0, Q0 = network_args(net, x, k, h0, c0, q0, dtype, input_name)
     n = net.state_size
-    if k is None and q0 is not None:
-        k = np.shape(q0)[-1]
-    k = n if k is None else _int_arg("k", k, 1, n)
     warmup = _int_arg("warmup", warmup, 0)
     if warmup >= T:
         raise ParameterError(f"warmup={warmup} leaves no counted steps: sequences have T={T}")
@@ -482,14 +500,8 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
     if max_steps is not None:
         max_steps = _int_arg("max_steps", max_steps, 1)
     T_run = T if max_steps is None else min(T, warmup + max_steps)
-    dt = _dtype_arg(dtype)
     scale = _units_scale(units)
     device = _resolve_device(device, net.cell)
-    if single:
-        h0 = None if h0 is None else np.asarray(h0).reshape(net.num_layers, 1, -1)
-        c0 = None if c0 is None else np.asarray(c0).reshape(net.num_layers, 1, -1)
-    S0 = _initial_state(net, h0, c0, B, dt)
-    Q0 = _basis(q0, n, k, B, dt)
     weights = net.packed(dt)
 
     if device == "gpu":
