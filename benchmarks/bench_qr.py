@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from lenum import qr
 from lenum._jit import jit
 
-VARIANTS = ("plain", "blocked", "lapack", "dispatch")
+VARIANTS = ("plain", "blocked", "lapack", "lq", "geqrf", "dispatch")
 
 
 @jit
@@ -44,6 +44,10 @@ def _loop(variant, Z, A, Q, logs, work, reps):
                 qr.blocked_qr(A, Q, logs, work)
             elif variant == 2:
                 qr.lapack_qr(A, Q, logs, work)
+            elif variant == 3:
+                qr.lq_qr(A, Q, logs, work)
+            elif variant == 4:
+                qr.geqrf_qr(A, Q, logs, work)
             else:
                 qr.qr_logdiag(A, Q, logs, work)
 
@@ -65,7 +69,7 @@ def time_variant(name, n, k, dtype, budget=0.3, repeats=3):
     A = np.empty((n, k), dtype=dtype)
     Q = np.empty((n, k), dtype=dtype)
     logs = np.empty(k)
-    work = np.empty((2, k), dtype=dtype)
+    work = np.empty((qr.work_rows(n), k), dtype=dtype)
     v = VARIANTS.index(name)
     _loop(v, Z, A, Q, logs, work, 1)  # compile
     t = time.thread_time()
@@ -110,7 +114,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="8,16,32,48,64,96,128,192,256,384,512")
     p.add_argument("--dtype", default="float64,float32")
-    p.add_argument("--variants", default="plain,blocked,lapack")
+    p.add_argument("--variants", default="plain,blocked,lapack,lq,geqrf")
     p.add_argument("--budget", type=float, default=0.3, help="seconds per measurement")
     p.add_argument("--markdown", action="store_true")
     a = p.parse_args(argv)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._jit import jit
 from .cells.stack import make_workspace, stack_step
-from .qr import qr_logdiag
+from .qr import qr_logdiag, work_rows
 
 _pool = None
 
@@ -79,7 +79,7 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
     s_new = np.empty(n, dtype=X.dtype)
     Z = np.empty((n, k), dtype=X.dtype)
     logs = np.empty(k, dtype=np.float64)
-    work = np.empty((2, k), dtype=X.dtype)
+    work = np.empty((work_rows(n), k), dtype=X.dtype)
     for b in range(X.shape[0]):
         for t in range(X.shape[1]):
             stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
@@ -106,7 +106,7 @@ def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
     n, k = Q.shape[1], Q.shape[2]
     Z = np.empty((n, k), dtype=J.dtype)
     logs = np.empty(k, dtype=np.float64)
-    work = np.empty((2, k), dtype=J.dtype)
+    work = np.empty((work_rows(n), k), dtype=J.dtype)
     for b in range(J.shape[0]):
         for t in range(J.shape[1]):
             np.dot(J[b, t], Q[b], Z)

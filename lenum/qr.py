@@ -15,8 +15,17 @@ benchmarks/RESULTS.md, script benchmarks/bench_qr.py):
     20 rows, where LAPACK's per-call overhead (copies, allocations) dominates.
 ``lapack_qr``
     LAPACK's geqrf + orgqr through ``np.linalg.qr`` (blocked compact WY, BLAS-2/3
-    kernels).  Fastest from about 20 rows up: 1.5-3x over the plain kernel at
-    32-64 rows, up to 8x at 512.
+    kernels).  1.5-3x over the plain kernel at 32-64 rows, up to 8x at 512; the
+    fallback of ``geqrf_qr`` when the caller's workspace is too small.
+``geqrf_qr``
+    LAPACK's geqrf + orgqr called directly from the compiled code (SciPy's LAPACK,
+    bound by symbol name so the kernels stay cacheable) on a Fortran copy kept in the
+    caller's workspace: no allocation per call.  Picked from about 20 rows: up to
+    1.6x faster than ``lapack_qr`` at k = 16, about even at k = n.
+``lq_qr``
+    The same without the copy: LAPACK's gelqf + orglq on the C-ordered block's own
+    memory (its transpose, read in Fortran order).  Never faster than ``geqrf_qr``
+    overall (the LQ routines stride across the short rows), not picked; kept tested.
 ``blocked_qr``
     Compact-WY blocked Householder in numba (Schreiber & Van Loan 1989): each panel of
     ``PANEL`` columns is factorised by the plain kernel, its reflectors are gathered
@@ -34,6 +43,10 @@ import numpy as np
 # limit (threadpoolctl sees only loaded libraries) cover it; without this, the first
 # limit missed it and two BLAS threads per kernel thread ran 2.6x slower at N = 256.
 import scipy.linalg.cython_lapack  # noqa: F401
+from llvmlite import binding as _llvm
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
 
 from ._jit import jit
 
@@ -42,6 +55,86 @@ from ._jit import jit
 LAPACK_MIN_ROWS = 20
 # panel width of the blocked kernel
 PANEL = 32
+# rows of the (rows, k) workspace ``qr_logdiag`` wants: tau, signs and 64 k values for
+# LAPACK's work array (its optimum is k times the block size, 32 in OpenBLAS's LAPACK);
+# a (2, k) workspace still works, through the slower ``lapack_qr``
+WORK_ROWS = 66
+
+
+# LAPACK's LQ routines are called directly from compiled code.  A ctypes pointer would
+# bake this process's address into the machine code and stop numba from caching it;
+# instead the compiled code calls a symbol by name, and every process binds that name
+# to SciPy's LAPACK here, at import, before any cached kernel is loaded.
+_LAPACK_ROUTINES = ("dgelqf", "dorglq", "sgelqf", "sorglq",
+                    "dgeqrf", "dorgqr", "sgeqrf", "sorgqr")
+for _name in _LAPACK_ROUTINES:
+    _llvm.add_symbol("lenum_" + _name,
+                     get_cython_function_address("scipy.linalg.cython_lapack", _name))
+
+
+def _make_lapack_intrinsic(kind):
+    """Intrinsic ``f(m, n, k, A, tau, work, lwork) -> info`` for LAPACK's ``?<kind>``.
+
+    ``kind`` is a factorisation (``gelqf``, ``geqrf``: arguments m, n, a, lda, tau,
+    work, lwork, info) or the forming of its orthonormal factor (``orglq``, ``orgqr``:
+    m, n, k, a, lda, ...).  ``A``'s memory is the Fortran m x n matrix with leading
+    dimension m; ``k`` is used by the second kind only.  Every argument goes by
+    pointer (Fortran convention).
+    """
+
+    @intrinsic
+    def lq(typingctx, m, n, k, a, tau, work, lwork):
+        if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.int32(m, n, k, a, tau, work, lwork)
+
+        def codegen(context, builder, signature, args):
+            m_, n_, k_, a_, tau_, work_, lwork_ = args
+            aty, tauty, workty = signature.args[3], signature.args[4], signature.args[5]
+            i32 = context.get_value_type(types.int32)
+            i32p = i32.as_pointer()
+            fp = context.get_value_type(aty.dtype).as_pointer()
+
+            def int_ptr(val, ty):
+                return cgutils.alloca_once_value(builder, context.cast(builder, val, ty,
+                                                                       types.int32))
+
+            def data(val, ty):
+                return builder.bitcast(context.make_array(ty)(context, builder, val).data, fp)
+
+            prefix = "d" if aty.dtype == types.float64 else "s"
+            pm = int_ptr(m_, signature.args[0])
+            pn = int_ptr(n_, signature.args[1])
+            plwork = int_ptr(lwork_, signature.args[6])
+            pinfo = cgutils.alloca_once_value(builder, i32(0))
+            if kind in ("gelqf", "geqrf"):
+                # gelqf / geqrf(m, n, a, lda, tau, work, lwork, info)
+                fnty = cgutils.ir.FunctionType(cgutils.ir.VoidType(),
+                                               [i32p, i32p, fp, i32p, fp, fp, i32p, i32p])
+                call_args = [pm, pn, data(a_, aty), pm, data(tau_, tauty),
+                             data(work_, workty), plwork, pinfo]
+            else:
+                # orglq / orgqr(m, n, k, a, lda, tau, work, lwork, info)
+                pk = int_ptr(k_, signature.args[2])
+                fnty = cgutils.ir.FunctionType(cgutils.ir.VoidType(),
+                                               [i32p, i32p, i32p, fp, i32p, fp, fp, i32p,
+                                                i32p])
+                call_args = [pm, pn, pk, data(a_, aty), pm, data(tau_, tauty),
+                             data(work_, workty), plwork, pinfo]
+            fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                                "lenum_" + prefix + kind)
+            builder.call(fn, call_args)
+            return builder.load(pinfo)
+
+        return sig, codegen
+
+    return lq
+
+
+_gelqf = _make_lapack_intrinsic("gelqf")
+_orglq = _make_lapack_intrinsic("orglq")
+_geqrf = _make_lapack_intrinsic("geqrf")
+_orgqr = _make_lapack_intrinsic("orgqr")
 
 
 @jit
@@ -307,13 +400,148 @@ def lapack_qr(A, Q, logs, work):
 
 
 @jit
+def lq_qr(A, Q, logs, work):
+    """QR through LAPACK's LQ routines on ``A``'s own memory; contract of :func:`householder_qr`.
+
+    The C-ordered n x k block ``A`` is, read as a Fortran array, the k x n matrix
+    ``A^T``.  Its LQ factorisation ``A^T = L P`` (``?gelqf``; P has orthonormal rows,
+    formed in place by ``?orglq``) is ``A = P^T L^T``: so ``Q = P^T`` lies in C order
+    in ``A``'s memory and ``R = L^T``, without the transposed copies, allocations and
+    finiteness check that ``np.linalg.qr`` adds on every call.
+
+    Parameters
+    ----------
+    A : ndarray (n, k), C-contiguous, float32 or float64
+        The block to factorise; overwritten (it ends up holding Q before the sign fix).
+    Q : ndarray (n, k)
+        Receives the orthonormal factor, with diag(R) >= 0.
+    logs : ndarray (k,), float64
+        Receives ``log|R_jj|`` (-inf for a zero column, NaN for non-finite input).
+    work : ndarray (WORK_ROWS, k), C-contiguous, A's dtype
+        Workspace: ``work[0]`` holds LAPACK's tau, ``work[1]`` the signs of R_jj and
+        ``work[2:]`` is LAPACK's work array (lwork = ``(rows - 2) k``).  With fewer
+        than 3 rows, or a non-contiguous ``A`` or ``work``, :func:`lapack_qr` runs.
+    """
+    n, k = A.shape
+    isz = A.itemsize
+    if (work.shape[0] < 3 or A.strides[1] != isz or A.strides[0] != k * isz
+            or work.strides[1] != isz or work.strides[0] != k * isz):
+        lapack_qr(A, Q, logs, work)
+        return
+    # LAPACK does not check its input and NaN need not propagate through every BLAS
+    # kernel (a max-based scaling can skip it): one pass, x * 0 is NaN for NaN and Inf
+    s = 0.0
+    for i in range(n):
+        for j in range(k):
+            s += A[i, j] * 0.0
+    if s != 0.0:
+        for j in range(k):
+            logs[j] = np.nan
+        return
+    tau = work[0]
+    lw = work[2:]
+    lwork = (work.shape[0] - 2) * k
+    info = _gelqf(k, n, k, A, tau, lw, lwork)
+    if info != 0:
+        for j in range(k):
+            logs[j] = np.nan
+        return
+    for j in range(k):
+        d = A[j, j]  # L_jj = R_jj
+        logs[j] = np.log(abs(d))  # log(0) = -inf: a zero column (tau = 0, H_j = I)
+        work[1, j] = -1.0 if d < 0 else 1.0
+    info = _orglq(k, n, k, A, tau, lw, lwork)
+    if info != 0:
+        for j in range(k):
+            logs[j] = np.nan
+        return
+    # Q D, D R with D = sign(diag R) makes diag(R) >= 0
+    for i in range(n):
+        for j in range(k):
+            Q[i, j] = work[1, j] * A[i, j]
+
+
+@jit
+def work_rows(n):
+    """Rows of the (rows, k) workspace that :func:`qr_logdiag` wants for n-row blocks.
+
+    ``WORK_ROWS`` for tau, the signs and LAPACK's work array, plus ``n`` for the
+    Fortran-ordered copy that :func:`geqrf_qr` factorises.
+    """
+    return WORK_ROWS + n
+
+
+@jit
+def geqrf_qr(A, Q, logs, work):
+    """QR through LAPACK's geqrf + orgqr on a Fortran copy held in ``work``.
+
+    Same contract as :func:`householder_qr`.  The block is copied, transposed, into
+    ``work[WORK_ROWS:WORK_ROWS + n]`` (read as the Fortran n x k matrix), so LAPACK's
+    column operations run on contiguous memory; tau, the signs and LAPACK's work array
+    are ``work[0]``, ``work[1]`` and ``work[2:WORK_ROWS]``.  No allocation per call.
+
+    Parameters
+    ----------
+    A : ndarray (n, k), float32 or float64
+        The block to factorise (left unchanged).
+    Q : ndarray (n, k)
+        Receives the orthonormal factor, with diag(R) >= 0.
+    logs : ndarray (k,), float64
+        Receives ``log|R_jj|`` (-inf for a zero column, NaN for non-finite input).
+    work : ndarray (work_rows(n), k), C-contiguous, A's dtype
+        Workspace; with fewer rows, or a non-contiguous one, :func:`lapack_qr` runs.
+    """
+    n, k = A.shape
+    isz = work.itemsize
+    if (work.shape[0] < WORK_ROWS + n or work.strides[1] != isz
+            or work.strides[0] != k * isz):
+        lapack_qr(A, Q, logs, work)
+        return
+    F = work[WORK_ROWS:WORK_ROWS + n].reshape((k, n))
+    # the copy doubles as the finiteness check (see lq_qr): x * 0 is NaN for NaN, Inf
+    s = 0.0
+    for i in range(n):
+        for j in range(k):
+            a = A[i, j]
+            s += a * 0.0
+            F[j, i] = a
+    if s != 0.0:
+        for j in range(k):
+            logs[j] = np.nan
+        return
+    tau = work[0]
+    lw = work[2:WORK_ROWS]
+    lwork = (WORK_ROWS - 2) * k
+    info = _geqrf(n, k, k, F, tau, lw, lwork)
+    if info != 0:
+        for j in range(k):
+            logs[j] = np.nan
+        return
+    for j in range(k):
+        d = F[j, j]
+        logs[j] = np.log(abs(d))
+        work[1, j] = -1.0 if d < 0 else 1.0
+    info = _orgqr(n, k, k, F, tau, lw, lwork)
+    if info != 0:
+        for j in range(k):
+            logs[j] = np.nan
+        return
+    for j in range(k):
+        sg = work[1, j]
+        for i in range(n):
+            Q[i, j] = sg * F[j, i]
+
+
+@jit
 def qr_logdiag(A, Q, logs, work):
     """Orthonormal factor of ``A`` into ``Q`` and log|diag R| into ``logs``, by size.
 
     The plain kernel below ``LAPACK_MIN_ROWS`` rows (LAPACK's call overhead dominates
-    there), LAPACK from there on; see the module docstring.
+    there), LAPACK's geqrf + orgqr called directly from there on (:func:`geqrf_qr`;
+    ``work`` should have :func:`work_rows` rows, else it falls back to
+    :func:`lapack_qr`); see the module docstring.
     """
     if A.shape[0] >= LAPACK_MIN_ROWS:
-        lapack_qr(A, Q, logs, work)
+        geqrf_qr(A, Q, logs, work)
     else:
         householder_qr(A, Q, logs, work)

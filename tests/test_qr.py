@@ -16,6 +16,8 @@ VARIANTS = {
     "plain": qr.householder_qr,
     "blocked": qr.blocked_qr,
     "lapack": qr.lapack_qr,
+    "lq": qr.lq_qr,
+    "geqrf": qr.geqrf_qr,
     "dispatch": qr.qr_logdiag,
 }
 DTYPES = [np.float64, np.float32]
@@ -27,7 +29,7 @@ def run(variant, A):
     n, k = A0.shape
     Q = np.full((n, k), np.nan, dtype=A0.dtype)
     logs = np.full(k, 7.0)
-    work = np.empty((2, k), dtype=A0.dtype)
+    work = np.empty((qr.work_rows(n), k), dtype=A0.dtype)
     VARIANTS[variant](A0.copy(), Q, logs, work)
     return Q, logs
 
@@ -142,10 +144,11 @@ def test_graded_columns(variant, n, k):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("n,k,where", [(6, 6, (0, 0)), (6, 6, (5, 2)), (70, 60, (3, 50))])
-def test_non_finite_input_gives_nan(variant, bad, n, k, where):
-    A = np.random.default_rng(5).standard_normal((n, k))
+def test_non_finite_input_gives_nan(variant, dtype, bad, n, k, where):
+    A = np.random.default_rng(5).standard_normal((n, k)).astype(dtype)
     A[where] = bad
     _, logs = run(variant, A)  # must not raise
     assert np.isnan(logs).any()
@@ -166,6 +169,33 @@ def test_contract_hypothesis(n, frac, dtype, variant, seed, log_scale):
     check_contract(A, Q, logs, EPS[dtype] * 10)
     _, l_ref = lapack_reference(A)
     np.testing.assert_allclose(logs, l_ref, atol=EPS[dtype] * 1e3 * n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(6, 6), (40, 16), (70, 70)])
+def test_lq_falls_back_without_its_workspace(dtype, n, k):
+    # a (2, k) workspace (older callers) or a non-contiguous block takes lapack_qr
+    A = np.random.default_rng(6).standard_normal((n, k)).astype(dtype)
+    q_ref, l_ref = lapack_reference(A)
+    tol = EPS[dtype]
+    for block, work in [(A.copy(), np.empty((2, k), dtype=dtype)),
+                        (np.asfortranarray(A), np.empty((qr.WORK_ROWS, k), dtype=dtype))]:
+        Q = np.full((n, k), np.nan, dtype=dtype)
+        logs = np.full(k, 7.0)
+        qr.lq_qr(block, Q, logs, work)
+        np.testing.assert_allclose(logs, l_ref, atol=100 * tol * np.sqrt(n))
+        np.testing.assert_allclose(Q, q_ref, atol=1e3 * tol * np.sqrt(n))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lq_small_workspace(dtype):
+    # three rows give LAPACK lwork = k, its minimum: the unblocked path, same result
+    n, k = 150, 140
+    A = np.random.default_rng(7).standard_normal((n, k)).astype(dtype)
+    Q = np.empty((n, k), dtype=dtype)
+    logs = np.empty(k)
+    qr.lq_qr(A.copy(), Q, logs, np.empty((3, k), dtype=dtype))
+    check_contract(A, Q, logs, EPS[dtype])
 
 
 def test_dispatch_sizes_pick_the_measured_winner():
