@@ -31,7 +31,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (loaded before threadpoolctl look
 from threadpoolctl import threadpool_limits
 
 from lenum._jit import jit
-from lenum.qr import qr_logdiag
+from lenum.qr import qr_logdiag, work_rows
 
 
 @jit
@@ -125,7 +125,8 @@ def measure(N, k, B, dtype):
     tol = 1e-4 if dtype == "float32" else 1e-10
     assert np.allclose(Z1, Z2, atol=tol) and np.allclose(Z1, Z, atol=tol)
     A = np.empty((N, k), dtype=dtype)
-    out["qr"] = _time(qr_all, (Z1, Q.copy(), A, np.empty(k), np.empty((2, k), dtype=dtype)), B)
+    work = np.empty((work_rows(N), k), dtype=dtype)
+    out["qr"] = _time(qr_all, (Z1, Q.copy(), A, np.empty(k), work), B)
     return out
 
 

@@ -489,14 +489,15 @@ def geqrf_qr(A, Q, logs, work):
     logs : ndarray (k,), float64
         Receives ``log|R_jj|`` (-inf for a zero column, NaN for non-finite input).
     work : ndarray (work_rows(n), k), C-contiguous, A's dtype
-        Workspace; with fewer rows, or a non-contiguous one, :func:`lapack_qr` runs.
+        Workspace (a smaller or non-contiguous one raises ValueError).
     """
     n, k = A.shape
     isz = work.itemsize
     if (work.shape[0] < WORK_ROWS + n or work.strides[1] != isz
             or work.strides[0] != k * isz):
-        lapack_qr(A, Q, logs, work)
-        return
+        # a caller's bug, not a user's input: no silent fallback, whose np.linalg.qr
+        # would also double the kernels' compile time
+        raise ValueError("geqrf_qr: work must be C-contiguous with work_rows(n) rows")
     F = work[WORK_ROWS:WORK_ROWS + n].reshape((k, n))
     # the copy doubles as the finiteness check (see lq_qr): x * 0 is NaN for NaN, Inf
     s = 0.0
@@ -538,8 +539,7 @@ def qr_logdiag(A, Q, logs, work):
 
     The plain kernel below ``LAPACK_MIN_ROWS`` rows (LAPACK's call overhead dominates
     there), LAPACK's geqrf + orgqr called directly from there on (:func:`geqrf_qr`;
-    ``work`` should have :func:`work_rows` rows, else it falls back to
-    :func:`lapack_qr`); see the module docstring.
+    ``work`` must have :func:`work_rows` rows); see the module docstring.
     """
     if A.shape[0] >= LAPACK_MIN_ROWS:
         geqrf_qr(A, Q, logs, work)

@@ -202,3 +202,10 @@ def test_dispatch_sizes_pick_the_measured_winner():
     # the thresholds are measurements (benchmarks/RESULTS.md); keep them ordered
     assert 1 <= qr.LAPACK_MIN_ROWS
     assert qr.PANEL >= 8
+
+
+def test_geqrf_refuses_a_short_workspace():
+    # no silent fallback: a (2, k) workspace is a caller's bug and must say so
+    A = np.random.default_rng(0).standard_normal((24, 4))
+    with pytest.raises(ValueError, match="work_rows"):
+        qr.geqrf_qr(A, np.empty_like(A), np.empty(4), np.empty((2, 4)))
