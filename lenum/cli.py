@@ -293,6 +293,7 @@ def _cmd_plot(args):
     ext = os.path.splitext(args.output)[1]
     fd, tmp = tempfile.mkstemp(suffix=ext, prefix=".lenum-plot-", dir=folder)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~io._umask())  # mkstemp's 0600 is not what a figure wants
     try:  # write under a temporary name, rename when complete (SPEC section 4)
         plot_files(args.results, tmp, labels=args.label, kind=args.kind)
         os.replace(tmp, args.output)
