@@ -335,6 +335,21 @@ def _nonnegative_int(text):
     return value
 
 
+def _add_spectrum_options(p, batch_chunk_help):
+    """The options of a spectrum computation, shared by ``spectrum`` and ``sweep``."""
+    p.add_argument("--k", type=_positive_int, default=None, metavar="K",
+                   help="number of exponents (default: the whole state)")
+    p.add_argument("--warmup", type=_nonnegative_int, default=0, metavar="W",
+                   help="leading steps not counted (default 0)")
+    p.add_argument("--qr-every", type=_positive_int, default=1, metavar="M",
+                   help="re-orthonormalisation interval (default 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
+    p.add_argument("--units", choices=("nats", "bits"), default="nats")
+    p.add_argument("--batch-chunk", type=_positive_int, default=None, metavar="B",
+                   help=batch_chunk_help)
+
+
 def build_parser():
     """The argparse parser of the ``lenum`` command."""
     parser = _Parser(
@@ -363,17 +378,7 @@ def build_parser():
                    "(.pt, .pth, .keras, .onnx)")
     p.add_argument("inputs", metavar="INPUTS", help="inputs file, group or dataset")
     p.add_argument("-o", "--output", metavar="RESULT.h5", help="write the result to this file")
-    p.add_argument("--k", type=_positive_int, default=None, metavar="K",
-                   help="number of exponents (default: the whole state)")
-    p.add_argument("--warmup", type=_nonnegative_int, default=0, metavar="W",
-                   help="leading steps not counted (default 0)")
-    p.add_argument("--qr-every", type=_positive_int, default=1, metavar="M",
-                   help="re-orthonormalisation interval (default 1)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
-    p.add_argument("--units", choices=("nats", "bits"), default="nats")
-    p.add_argument("--batch-chunk", type=_positive_int, default=None, metavar="B",
-                   help="sequences processed (and read from INPUTS) at once; bounds memory")
+    _add_spectrum_options(p, "sequences processed (and read from INPUTS) at once; bounds memory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -390,17 +395,7 @@ def build_parser():
     p.add_argument("manifest", metavar="MANIFEST", help="CSV file: weights, inputs, ...")
     p.add_argument("-o", "--output", metavar="RESULTS_DIR", required=True,
                    help="folder for the result files and summary.csv (created if missing)")
-    p.add_argument("--k", type=_positive_int, default=None, metavar="K",
-                   help="number of exponents (default: the whole state)")
-    p.add_argument("--warmup", type=_nonnegative_int, default=0, metavar="W",
-                   help="leading steps not counted (default 0)")
-    p.add_argument("--qr-every", type=_positive_int, default=1, metavar="M",
-                   help="re-orthonormalisation interval (default 1)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
-    p.add_argument("--units", choices=("nats", "bits"), default="nats")
-    p.add_argument("--batch-chunk", type=_positive_int, default=None, metavar="B",
-                   help="sequences processed at once per network; bounds memory")
+    _add_spectrum_options(p, "sequences processed at once per network; bounds memory")
     p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="worker processes of the local cluster (default: the cores)")
     where = p.add_mutually_exclusive_group()
