@@ -52,3 +52,13 @@ def test_bench_qr_and_tangent_smoke(capsys):
     assert len(rows) == 1 and all(t > 0 for t in rows[0][3].values())
     r = load("bench_shared_gemm").measure(8, 4, 3, "float64")
     assert all(v > 0 for v in r.values())
+
+
+def test_bench_qr_every_smoke(capsys):
+    rows = load("bench_qr_every").main(["--N", "4", "--T", "40", "--B", "2",
+                                        "--intervals", "1,2"])
+    assert [(r["dtype"], r["qr_every"]) for r in rows] == [
+        ("float64", 1), ("float64", 2), ("float32", 1), ("float32", 2)]
+    # the reference row is exact, and the leading exponents survive qr_every = 2
+    assert rows[0]["error"] == 0.0 and rows[1]["top_error"] < 1e-8
+    assert "| dtype | qr_every |" in capsys.readouterr().out
