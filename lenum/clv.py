@@ -77,6 +77,22 @@ def _qr_full(Z, Q, R):
 
 
 @jit
+def _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
+    """QR of step t of sequence b; keeps R_t (and Q_t while t < q_count) when storing.
+
+    Returns False, with ``bad[b] = t``, when the tangent dynamics is not finite.
+    """
+    if not _qr_full(Z, Q[b], R):
+        bad[b] = t
+        return False
+    if store:
+        Rout[b, t] = R
+        if t < q_count:
+            Qout[b, t] = Q[b]
+    return True
+
+
+@jit
 def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
                      q_count):
     """QR method over inputs ``X`` (B, Tw, d); with ``store``, keep every R_t and the
@@ -95,13 +111,8 @@ def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b
             stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
                        M, Bin, diag, tmp, True)
             S[b, :] = s_new
-            if not _qr_full(Z, Q[b], R):
-                bad[b] = t
+            if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
                 break
-            if store:
-                Rout[b, t] = R
-                if t < q_count:
-                    Qout[b, t] = Q[b]
 
 
 @jit
@@ -116,13 +127,8 @@ def _forward_jacobians(J, Q, Qout, Rout, bad, store, q_count):
             if bad[b] >= 0:
                 break
             np.dot(J[b, t], Q[b], Z)
-            if not _qr_full(Z, Q[b], R):
-                bad[b] = t
+            if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
                 break
-            if store:
-                Rout[b, t] = R
-                if t < q_count:
-                    Qout[b, t] = Q[b]
 
 
 @jit
