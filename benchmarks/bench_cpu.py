@@ -3,7 +3,7 @@
 For every cell, hidden size N, dtype and number of exponents k (k = n and k = 16), on
 identical weights, inputs and initial basis in one process, this measures
 
-* lenum (:func:`lenum.lyapunov_spectrum`, numba kernels, ``prange`` over sequences),
+* lenum (:func:`lenum.lyapunov_spectrum`, numba kernels, a thread pool over sequences),
 * the batched NumPy reference and the PyTorch reference (benchmarks/reference.py;
   torch only when installed, with ``torch.set_num_threads`` equal to lenum's threads),
 * the floor: the rate of a large GEMM on all cores, measured again next to each case,

@@ -1,9 +1,12 @@
 """Time lenum's QR kernels per block size, the way the engine calls them.
 
 Each variant factorises a batch of B blocks (n x k) in a numba loop, one block after
-another on one thread with a one-threaded BLAS, as one ``prange`` worker of the engine
-does.  The time per block is the best of several repeats; the fastest variant per size
-is what :func:`lenum.qr.qr_logdiag` should pick.
+another on one thread with a one-threaded BLAS, as one worker thread of the engine
+does.  The time per block is the best of several repeats.  ``lanes`` is
+:mod:`lenum.lanes`: the B blocks in groups of LANES, interleaved, factorised together,
+and written back, as the engine does for batches (its time includes the interleaving);
+``single`` is the same code one block at a time (:func:`lenum.lanes.single_qr`), what
+the engine runs for groups of fewer than ``MIN_FILL`` sequences.
 
 Usage::
 
@@ -25,10 +28,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from threadpoolctl import threadpool_limits
 
-from lenum import qr
+from lenum import lanes, qr
 from lenum._jit import jit
 
-VARIANTS = ("plain", "blocked", "lapack", "lq", "geqrf", "dispatch")
+VARIANTS = ("plain", "blocked", "lapack", "lq", "geqrf", "dispatch", "lanes", "single")
 
 
 @jit
@@ -52,6 +55,28 @@ def _loop(variant, Z, A, Q, logs, work, reps):
                 qr.qr_logdiag(A, Q, logs, work)
 
 
+@jit
+def _loop_lanes(Z, Q, work, reps):
+    A, logs, tau, ss = work
+    L = lanes.LANES
+    for _ in range(reps):
+        for b0 in range(0, Z.shape[0], L):
+            m = min(L, Z.shape[0] - b0)
+            lanes.gather(Z[b0:b0 + m], m, A)
+            lanes.lanes_qr(A, logs, tau, ss)
+            lanes.scatter(A, m, Q, b0)
+
+
+@jit
+def _loop_single(Z, Q, work, reps):
+    A, logs, tau, ss = work
+    for _ in range(reps):
+        for b in range(Z.shape[0]):
+            lanes.gather(Z[b:b + 1], 1, A)
+            lanes.single_qr(A, logs, tau, ss)
+            lanes.scatter(A, 1, Q, b)
+
+
 def qr_flops(n, k):
     """Flops of a Householder QR with Q formed: 2nk^2 - 2k^3/3, twice."""
     return 2 * (2.0 * n * k * k - 2.0 * k ** 3 / 3.0)
@@ -70,16 +95,32 @@ def time_variant(name, n, k, dtype, budget=0.3, repeats=3):
     Q = np.empty((n, k), dtype=dtype)
     logs = np.empty(k)
     work = np.empty((qr.work_rows(n), k), dtype=dtype)
-    v = VARIANTS.index(name)
-    _loop(v, Z, A, Q, logs, work, 1)  # compile
+    if name == "lanes":
+        Qs = np.empty_like(Z)
+        lw = lanes.make_lanes(n, k, Z)
+
+        def call(reps):
+            _loop_lanes(Z, Qs, lw, reps)
+    elif name == "single":
+        Qs = np.empty_like(Z)
+        lw = lanes.make_lanes(n, k, Z, 1)
+
+        def call(reps):
+            _loop_single(Z, Qs, lw, reps)
+    else:
+        v = VARIANTS.index(name)
+
+        def call(reps):
+            _loop(v, Z, A, Q, logs, work, reps)
+    call(1)  # compile
     t = time.thread_time()
-    _loop(v, Z, A, Q, logs, work, 1)
+    call(1)
     once = max(time.thread_time() - t, 1e-7)
     reps = max(1, int(budget / once))
     best = np.inf
     for _ in range(repeats):
         t = time.thread_time()
-        _loop(v, Z, A, Q, logs, work, reps)
+        call(reps)
         best = min(best, (time.thread_time() - t) / (reps * B))
     return best
 
@@ -114,7 +155,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="8,16,32,48,64,96,128,192,256,384,512")
     p.add_argument("--dtype", default="float64,float32")
-    p.add_argument("--variants", default="plain,blocked,lapack,lq,geqrf")
+    p.add_argument("--variants", default="geqrf,lanes,single")
     p.add_argument("--budget", type=float, default=0.3, help="seconds per measurement")
     p.add_argument("--markdown", action="store_true")
     a = p.parse_args(argv)

@@ -17,6 +17,8 @@ import numpy as np
 
 from ._jit import jit
 from .cells.stack import make_workspace, stack_step
+from .lanes import (LANES, MAX_COLS, MIN_FILL, gather, lanes_qr, make_lanes, scatter,
+                    single_qr)
 from .qr import qr_logdiag, work_rows
 
 _pool = None
@@ -47,46 +49,113 @@ def over_sequences(kernel, B, batched, shared):
 
 
 @jit
-def qr_count(Z, Q, logs, work, logsum, local, tg, T, warmup, qr_every, keep_local):
-    """Re-orthonormalise and count step ``tg`` (1-based) of a sequence of ``T``.
+def counting(tg, T, warmup, qr_every):
+    """What step ``tg`` (1-based) of a sequence of ``T`` does: ``(qr, counted, block,
+    length)``.
 
     Warm-up steps re-orthonormalise every step and are not counted.  Counted steps
     re-orthonormalise every ``qr_every`` steps (counting from the end of the warm-up)
-    and at the last step, so the log-sum covers exactly steps warmup+1..T.
+    and at the last step, so the log-sum covers exactly steps warmup+1..T; ``block``
+    is the index of the finite-time exponent the step closes, over ``length`` steps.
     """
     if tg <= warmup:
-        qr_logdiag(Z, Q, logs, work)
-        return
+        return True, False, 0, 0
     c = tg - warmup
     if c % qr_every == 0 or tg == T:
-        qr_logdiag(Z, Q, logs, work)
         block = (c - 1) // qr_every
+        return True, True, block, c - block * qr_every
+    return False, False, 0, 0
+
+
+@jit
+def _record(logs, logsum, local, block, length, keep_local):
+    for j in range(logs.shape[0]):
+        logsum[j] += logs[j]
+    if keep_local:
         for j in range(logs.shape[0]):
-            logsum[j] += logs[j]
-        if keep_local:
-            length = c - block * qr_every
-            for j in range(logs.shape[0]):
-                local[block, j] = logs[j] / length
-    else:
-        Q[:, :] = Z
+            local[block, j] = logs[j] / length
+
+
+@jit
+def group_size(B, k):
+    """Sequences advanced together: LANES when their QR can run interleaved."""
+    return LANES if (B >= MIN_FILL and k < MAX_COLS) else 1
+
+
+@jit(inline="always")
+def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, lanes, one,
+             logs, work):
+    """Re-orthonormalise and count step ``tg`` for the ``m`` sequences ``b0..b0+m-1``.
+
+    ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases.  Below
+    ``MAX_COLS`` columns the QR is :mod:`lenum.lanes`'s: a group of at least
+    ``MIN_FILL`` sequences interleaved, smaller ones one at a time with the same
+    arithmetic, so that results never depend on how a batch was split.  From
+    ``MAX_COLS`` columns, LAPACK's (:func:`lenum.qr.qr_logdiag`).
+    (Inlined into the window kernels: a separate level of compiled code made numba
+    optimise all the QR code once more, 4 s of the cold compile.)
+    """
+    qr, counted, block, length = counting(tg, T, warmup, qr_every)
+    if not qr:
+        for ln in range(m):
+            Q[b0 + ln, :, :] = Z[ln]
+        return
+    if Z.shape[2] >= MAX_COLS:
+        for ln in range(m):
+            qr_logdiag(Z[ln], Q[b0 + ln], logs, work)
+            if counted:
+                _record(logs, logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
+        return
+    if m >= MIN_FILL:
+        A, llogs, tau, ss = lanes
+        gather(Z, m, A)
+        lanes_qr(A, llogs, tau, ss)
+        scatter(A, m, Q, b0)
+        if counted:
+            for ln in range(m):
+                _record(llogs[:, ln], logsum[b0 + ln], local[b0 + ln], block, length,
+                        keep_local)
+        return
+    A1, logs1, tau1, ss1 = one
+    for ln in range(m):
+        gather(Z[ln:ln + 1], 1, A1)
+        single_qr(A1, logs1, tau1, ss1)
+        scatter(A1, 1, Q, b0 + ln)
+        if counted:
+            _record(logs1[:, 0], logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
+
+
+@jit
+def _workspace(B, n, k, dtype_like):
+    G = group_size(B, k)
+    Z = np.empty((G, n, k), dtype=dtype_like.dtype)
+    small = k < MAX_COLS
+    lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like, LANES)
+    one = make_lanes(n if small else 0, k if small else 0, dtype_like, 1)
+    logs = np.empty(k, dtype=np.float64)
+    work = np.empty((work_rows(n) if not small else 0, k), dtype=dtype_like.dtype)
+    return G, Z, lanes, one, logs, work
 
 
 @jit
 def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
                      warmup, qr_every, keep_local):
-    n, k = Q.shape[1], Q.shape[2]
+    B, n, k = Q.shape
     M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
-    Z = np.empty((n, k), dtype=X.dtype)
-    logs = np.empty(k, dtype=np.float64)
-    work = np.empty((work_rows(n), k), dtype=X.dtype)
-    for b in range(X.shape[0]):
+    G, Z, lanes, one, logs, work = _workspace(B, n, k, X)
+    # groups of sequences advance together through the window, so that their QRs can
+    # run interleaved; one call site of stack_step keeps the compiled code small
+    for b0 in range(0, B, G):
+        m = min(G, B - b0)
         for t in range(X.shape[1]):
-            stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
-                       M, Bin, diag, tmp, True)
-            S[b, :] = s_new
-            qr_count(Z, Q[b], logs, work, logsum[b], local[b], t0 + t + 1, T, warmup,
-                     qr_every, keep_local)
+            for ln in range(m):
+                b = b0 + ln
+                stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b],
+                           Z[ln], M, Bin, diag, tmp, True)
+                S[b, :] = s_new
+            qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
+                     keep_local, lanes, one, logs, work)
 
 
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
@@ -103,15 +172,15 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
 
 @jit
 def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
-    n, k = Q.shape[1], Q.shape[2]
-    Z = np.empty((n, k), dtype=J.dtype)
-    logs = np.empty(k, dtype=np.float64)
-    work = np.empty((work_rows(n), k), dtype=J.dtype)
-    for b in range(J.shape[0]):
+    B, n, k = Q.shape
+    G, Z, lanes, one, logs, work = _workspace(B, n, k, J)
+    for b0 in range(0, B, G):
+        m = min(G, B - b0)
         for t in range(J.shape[1]):
-            np.dot(J[b, t], Q[b], Z)
-            qr_count(Z, Q[b], logs, work, logsum[b], local[b], t0 + t + 1, T, warmup,
-                     qr_every, keep_local)
+            for ln in range(m):
+                np.dot(J[b0 + ln, t], Q[b0 + ln], Z[ln])
+            qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
+                     keep_local, lanes, one, logs, work)
 
 
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):

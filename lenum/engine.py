@@ -46,7 +46,7 @@ _blas = None
 def _blas_single_threaded(parallel):
     """A context in which BLAS runs on one thread when the kernels run in parallel.
 
-    The kernels call BLAS from inside ``prange`` over sequences; a multi-threaded BLAS
+    The kernels call BLAS from their worker threads over sequences; a multi-threaded BLAS
     there oversubscribes the cores (measured 4-40x slower at N = 256 on 2 cores).  With
     one sequence in a chunk the kernel is serial and BLAS keeps its threads.
     """

@@ -6,13 +6,15 @@
 ``R_ii = 0``, ``log = -inf`` and an identity reflector, so Q stays orthonormal (unlike
 Gram-Schmidt's); a NaN or Inf in ``Z`` gives NaN logs, which the engine reports.
 
-Three implementations share that contract (measurements per size in
-benchmarks/RESULTS.md, script benchmarks/bench_qr.py):
+These one-block implementations share that contract (measurements per size in
+benchmarks/RESULTS.md, script benchmarks/bench_qr.py); the engine factorises groups
+of sequences with :mod:`lenum.lanes`, and single blocks with :func:`qr_logdiag`:
 
 ``householder_qr``
     Plain (unblocked) Householder in numba, no allocation.  Its loops run along rows,
-    which are contiguous in the C-ordered blocks the engine uses.  Fastest below about
-    20 rows, where LAPACK's per-call overhead (copies, allocations) dominates.
+    which are contiguous in the C-ordered blocks the engine uses.  0-10 % faster than
+    ``geqrf_qr`` below about 20 rows, where LAPACK's per-call overhead dominates; no
+    longer dispatched (see :func:`qr_logdiag`), kept as the tested reference.
 ``lapack_qr``
     LAPACK's geqrf + orgqr through ``np.linalg.qr`` (blocked compact WY, BLAS-2/3
     kernels).  1.5-3x over the plain kernel at 32-64 rows, up to 8x at 512; the
@@ -20,7 +22,7 @@ benchmarks/RESULTS.md, script benchmarks/bench_qr.py):
 ``geqrf_qr``
     LAPACK's geqrf + orgqr called directly from the compiled code (SciPy's LAPACK,
     bound by symbol name so the kernels stay cacheable) on a Fortran copy kept in the
-    caller's workspace: no allocation per call.  Picked from about 20 rows: up to
+    caller's workspace: no allocation per call.  What :func:`qr_logdiag` runs: up to
     1.6x faster than ``lapack_qr`` at k = 16, about even at k = n.
 ``lq_qr``
     The same without the copy: LAPACK's gelqf + orglq on the C-ordered block's own
@@ -50,9 +52,6 @@ from numba.extending import get_cython_function_address, intrinsic
 
 from ._jit import jit
 
-# at and above this many rows LAPACK beats the plain kernel (k = n and k = 16, float32
-# and float64; benchmarks/RESULTS.md)
-LAPACK_MIN_ROWS = 20
 # panel width of the blocked kernel
 PANEL = 32
 # rows of the (rows, k) workspace ``qr_logdiag`` wants: tau, signs and 64 k values for
@@ -535,13 +534,12 @@ def geqrf_qr(A, Q, logs, work):
 
 @jit
 def qr_logdiag(A, Q, logs, work):
-    """Orthonormal factor of ``A`` into ``Q`` and log|diag R| into ``logs``, by size.
+    """Orthonormal factor of ``A`` into ``Q`` and log|diag R| into ``logs``: the QR of
+    one sequence's block in the engine.
 
-    The plain kernel below ``LAPACK_MIN_ROWS`` rows (LAPACK's call overhead dominates
-    there), LAPACK's geqrf + orgqr called directly from there on (:func:`geqrf_qr`;
-    ``work`` must have :func:`work_rows` rows); see the module docstring.
+    LAPACK's geqrf + orgqr called directly (:func:`geqrf_qr`; ``work`` must have
+    :func:`work_rows` rows) at every size.  The plain kernel was 0-10 % faster below 20
+    rows, but batches of small blocks now go through :mod:`lenum.lanes` (4-10x faster
+    there), and dropping it from here cut the cold compile of a spectrum by about 7 s.
     """
-    if A.shape[0] >= LAPACK_MIN_ROWS:
-        geqrf_qr(A, Q, logs, work)
-    else:
-        householder_qr(A, Q, logs, work)
+    geqrf_qr(A, Q, logs, work)

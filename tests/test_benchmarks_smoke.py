@@ -48,7 +48,8 @@ def test_references_agree_with_lenum():
 
 
 def test_bench_qr_and_tangent_smoke(capsys):
-    rows = load("bench_qr").run([8], ["float64"], ["plain", "lapack"], budget=0.001)
+    rows = load("bench_qr").run([8], ["float64"], ["plain", "lapack", "lanes"],
+                                 budget=0.001)
     assert len(rows) == 1 and all(t > 0 for t in rows[0][3].values())
     r = load("bench_shared_gemm").measure(8, 4, 3, "float64")
     assert all(v > 0 for v in r.values())

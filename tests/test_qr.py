@@ -10,7 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lenum import qr
+from lenum import lanes, qr
+
+
+def lanes_one(A, Q, logs, work):
+    """lenum.lanes.lanes_qr on one block (every lane holds a copy), in the common
+    signature; the other lanes must come out the same."""
+    n, k = A.shape
+    L = lanes.LANES
+    A3, lg, tau, ss = lanes.make_lanes(n, k, A)
+    lanes.gather(A[None], 1, A3)
+    lanes.lanes_qr(A3, lg, tau, ss)
+    out = np.empty((L, n, k), dtype=A.dtype)
+    lanes.scatter(A3, L, out, 0)
+    Q[:] = out[0]
+    logs[:] = lg[:, 0]
+    np.testing.assert_array_equal(out, np.broadcast_to(out[0], out.shape))
+    np.testing.assert_array_equal(lg, np.broadcast_to(lg[:, :1], lg.shape))
+
 
 VARIANTS = {
     "plain": qr.householder_qr,
@@ -19,6 +36,7 @@ VARIANTS = {
     "lq": qr.lq_qr,
     "geqrf": qr.geqrf_qr,
     "dispatch": qr.qr_logdiag,
+    "lanes": lanes_one,
 }
 DTYPES = [np.float64, np.float32]
 EPS = {np.float64: 1e-12, np.float32: 1e-5}
@@ -198,9 +216,10 @@ def test_lq_small_workspace(dtype):
     check_contract(A, Q, logs, EPS[dtype])
 
 
-def test_dispatch_sizes_pick_the_measured_winner():
-    # the thresholds are measurements (benchmarks/RESULTS.md); keep them ordered
-    assert 1 <= qr.LAPACK_MIN_ROWS
+def test_lanes_limits_are_ordered():
+    # the limits are measurements (benchmarks/RESULTS.md)
+    assert 1 <= lanes.MIN_FILL <= lanes.LANES
+    assert lanes.MAX_COLS > 1
     assert qr.PANEL >= 8
 
 
@@ -209,3 +228,43 @@ def test_geqrf_refuses_a_short_workspace():
     A = np.random.default_rng(0).standard_normal((24, 4))
     with pytest.raises(ValueError, match="work_rows"):
         qr.geqrf_qr(A, np.empty_like(A), np.empty(4), np.empty((2, 4)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (33, 33), (70, 20)])
+def test_lanes_are_independent(dtype, n, k):
+    """Each lane of lanes_qr is the QR of its own block, whatever the others hold: a
+    NaN, a zero column, a tiny or a huge scale in one lane leaves the rest exact."""
+    rng = np.random.default_rng(n * 100 + k)
+    L = lanes.LANES
+    Z = rng.standard_normal((L, n, k)).astype(dtype)
+    Z[1, 0, 0] = np.nan
+    Z[2, :, k // 2] = 0.0
+    Z[3] *= 1e-30 if dtype == np.float32 else 1e-200
+    Z[4] *= 1e15 if dtype == np.float32 else 1e200
+    Z[5, n // 2, k - 1] = np.inf
+    A, lg, tau, ss = lanes.make_lanes(n, k, Z)
+    lanes.gather(Z, L, A)
+    lanes.lanes_qr(A, lg, tau, ss)
+    Q = np.empty_like(Z)
+    lanes.scatter(A, L, Q, 0)
+    for ln in range(L):
+        if ln in (1, 5):
+            assert np.isnan(lg[:, ln]).all()
+            continue
+        Qr, lr = run("plain", Z[ln])
+        check_contract(Z[ln], Q[ln], lg[:, ln], EPS[dtype])
+        np.testing.assert_allclose(lg[:, ln], lr, rtol=0, atol=EPS[dtype] * n)
+
+
+def test_lanes_gather_pads_with_block_zero_and_scatter_writes_only_m():
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((3, 4, 2))
+    A, _, _, _ = lanes.make_lanes(4, 2, Z)
+    lanes.gather(Z, 3, A)
+    for ln in range(lanes.LANES):
+        np.testing.assert_array_equal(A[:, :, ln].T, Z[ln if ln < 3 else 0])
+    Q = np.full((5, 4, 2), 7.0)
+    lanes.scatter(A, 3, Q, 1)
+    np.testing.assert_array_equal(Q[1:4], Z)
+    assert (Q[0] == 7.0).all() and (Q[4] == 7.0).all()

@@ -381,6 +381,73 @@ def test_network_matches_oracle(cell, k, qr_every):
         np.testing.assert_allclose(res_b.per_sequence[b], exps, rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("qr_every", [1, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_grouped_sequences_match_oracle(cell, qr_every, threads):
+    """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
+
+    B = 11 sequences: on one thread a group of 8 (interleaved QR) and a group of 3 (QR
+    one by one); on two threads slices of 5 and 6, each one padded group.  Every
+    sequence must match its own oracle run, the finite-time exponents too.
+    """
+    import numba
+
+    rng = np.random.default_rng(11)
+    N, d, L, B, T, warmup = 3, 2, 2, 11, 40, 4
+    w = _weights(cell, N, d, L, rng)
+    net = lenum.Network.from_state_dict(cell, w)
+    n = net.state_size
+    x = rng.normal(size=(B, T, d))
+    h0 = rng.normal(scale=0.5, size=(L, B, N))
+    if cell == "rnn_relu":
+        h0 = np.abs(h0)
+    c0 = rng.normal(scale=0.5, size=(L, B, N)) if cell == "lstm" else None
+    q0 = naive.random_orthonormal(n, n, rng)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0,
+                                      qr_every=qr_every, keep_local=True)
+    finally:
+        numba.set_num_threads(before)
+    s0 = naive.state_from_h0(cell, h0, c0)
+    for b in range(B):
+        if cell == "rnn_relu":
+            assert _relu_margin(w, L, x[b], s0[b]) > 0.1
+        _, jac = naive.trajectory(cell, w, L, x[b], s0[b])
+        exps, local = naive.lyapunov_spectrum(jac, q0, warmup, qr_every, return_local=True)
+        tol, tol_local = _oracle_tolerance(jac, q0, warmup, qr_every)
+        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_results_do_not_depend_on_how_the_batch_is_split(cell):
+    """A sequence's exponents are the same to the bit whether it ran alone, in a group of
+    the interleaved QR, on one thread or two, or in a batch chunk."""
+    import numba
+
+    rng = np.random.default_rng(12)
+    w = _weights(cell, 5, 2, 1, rng)
+    net = lenum.Network.from_state_dict(cell, w)
+    x = rng.normal(size=(13, 30, 2))
+    ref = lenum.lyapunov_spectrum(net, x, warmup=3, keep_local=True)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one_thread = lenum.lyapunov_spectrum(net, x, warmup=3, keep_local=True)
+    finally:
+        numba.set_num_threads(before)
+    chunked = lenum.lyapunov_spectrum(net, x, warmup=3, keep_local=True, batch_chunk=3)
+    for other in (one_thread, chunked):
+        np.testing.assert_array_equal(other.per_sequence, ref.per_sequence)
+        np.testing.assert_array_equal(other.local, ref.local)
+    for b in (0, 7, 12):
+        alone = lenum.lyapunov_spectrum(net, x[b], warmup=3)
+        np.testing.assert_array_equal(alone.per_sequence[0], ref.per_sequence[b])
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_single_sequence_and_batch_agree(cell):
     """x of shape (T, d) is one sequence: the same as a batch of one, and the same as

@@ -30,7 +30,7 @@ class Kernels:
 @cuda.jit(device=True)
 def _qr_count(ZT, QT, logs, work, part, logsum, local, local_row0, tg, T, warmup, qr_every,
               keep_local):
-    # Re-orthonormalise and count step tg (1-based), as lenum.cpu.qr_count: warm-up
+    # Re-orthonormalise and count step tg (1-based), as lenum.cpu.counting: warm-up
     # steps take a QR every step and are not counted; counted steps take one every
     # qr_every steps from the end of the warm-up and at the last step.
     tid = cuda.threadIdx.x
