@@ -4,9 +4,7 @@ Each variant factorises a batch of B blocks (n x k) in a numba loop, one block a
 another on one thread with a one-threaded BLAS, as one worker thread of the engine
 does.  The time per block is the best of several repeats.  ``lanes`` is
 :mod:`lenum.lanes`: the B blocks in groups of LANES, interleaved, factorised together,
-and written back, as the engine does for batches (its time includes the interleaving);
-``single`` is the same code one block at a time (:func:`lenum.lanes.single_qr`), what
-the engine runs for groups of fewer than ``MIN_FILL`` sequences.
+and written back, as the engine does for batches (its time includes the interleaving).
 
 Usage::
 
@@ -31,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from lenum import lanes, qr
 from lenum._jit import jit
 
-VARIANTS = ("plain", "blocked", "lapack", "lq", "geqrf", "dispatch", "lanes", "single")
+VARIANTS = ("plain", "blocked", "lapack", "lq", "geqrf", "dispatch", "lanes")
 
 
 @jit
@@ -67,16 +65,6 @@ def _loop_lanes(Z, Q, work, reps):
             lanes.scatter(A, m, Q, b0)
 
 
-@jit
-def _loop_single(Z, Q, work, reps):
-    A, logs, tau, ss = work
-    for _ in range(reps):
-        for b in range(Z.shape[0]):
-            lanes.gather(Z[b:b + 1], 1, A)
-            lanes.single_qr(A, logs, tau, ss)
-            lanes.scatter(A, 1, Q, b)
-
-
 def qr_flops(n, k):
     """Flops of a Householder QR with Q formed: 2nk^2 - 2k^3/3, twice."""
     return 2 * (2.0 * n * k * k - 2.0 * k ** 3 / 3.0)
@@ -101,12 +89,6 @@ def time_variant(name, n, k, dtype, budget=0.3, repeats=3):
 
         def call(reps):
             _loop_lanes(Z, Qs, lw, reps)
-    elif name == "single":
-        Qs = np.empty_like(Z)
-        lw = lanes.make_lanes(n, k, Z, 1)
-
-        def call(reps):
-            _loop_single(Z, Qs, lw, reps)
     else:
         v = VARIANTS.index(name)
 
@@ -155,7 +137,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="8,16,32,48,64,96,128,192,256,384,512")
     p.add_argument("--dtype", default="float64,float32")
-    p.add_argument("--variants", default="geqrf,lanes,single")
+    p.add_argument("--variants", default="geqrf,lanes")
     p.add_argument("--budget", type=float, default=0.3, help="seconds per measurement")
     p.add_argument("--markdown", action="store_true")
     a = p.parse_args(argv)

@@ -17,8 +17,7 @@ import numpy as np
 
 from ._jit import jit
 from .cells.stack import make_workspace, stack_step
-from .lanes import (LANES, MAX_COLS, MIN_FILL, gather, lanes_qr, make_lanes, scatter,
-                    single_qr)
+from .lanes import LANES, MAX_COLS, gather, lanes_qr, make_lanes, min_fill, scatter
 from .qr import qr_logdiag, work_rows
 
 _pool = None
@@ -77,36 +76,30 @@ def _record(logs, logsum, local, block, length, keep_local):
 
 
 @jit
-def group_size(B, k):
+def group_size(B, n, k):
     """Sequences advanced together: LANES when their QR can run interleaved."""
-    return LANES if (B >= MIN_FILL and k < MAX_COLS) else 1
+    return LANES if (B >= min_fill(n) and k < MAX_COLS) else 1
 
 
 @jit(inline="always")
-def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, lanes, one,
-             logs, work):
+def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, lanes, logs,
+             work):
     """Re-orthonormalise and count step ``tg`` for the ``m`` sequences ``b0..b0+m-1``.
 
-    ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases.  Below
-    ``MAX_COLS`` columns the QR is :mod:`lenum.lanes`'s: a group of at least
-    ``MIN_FILL`` sequences interleaved, smaller ones one at a time with the same
-    arithmetic, so that results never depend on how a batch was split.  From
-    ``MAX_COLS`` columns, LAPACK's (:func:`lenum.qr.qr_logdiag`).
-    (Inlined into the window kernels: a separate level of compiled code made numba
-    optimise all the QR code once more, 4 s of the cold compile.)
+    ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases.  A group
+    large enough to pay (:func:`lenum.lanes.min_fill`) is factorised interleaved
+    (:mod:`lenum.lanes`), others one block at a time by LAPACK
+    (:func:`lenum.qr.qr_logdiag`).  The two differ in round-off only (1e-15 relative
+    per step), so a sequence's last digits can depend on the batch it ran in.
+    Inlined into the window kernels: as a separate compiled level, numba optimised all
+    the QR code once more (4 s of the cold compile).
     """
     qr, counted, block, length = counting(tg, T, warmup, qr_every)
     if not qr:
         for ln in range(m):
             Q[b0 + ln, :, :] = Z[ln]
         return
-    if Z.shape[2] >= MAX_COLS:
-        for ln in range(m):
-            qr_logdiag(Z[ln], Q[b0 + ln], logs, work)
-            if counted:
-                _record(logs, logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
-        return
-    if m >= MIN_FILL:
+    if m >= min_fill(Z.shape[1]) and Z.shape[2] < MAX_COLS:
         A, llogs, tau, ss = lanes
         gather(Z, m, A)
         lanes_qr(A, llogs, tau, ss)
@@ -116,25 +109,20 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
                 _record(llogs[:, ln], logsum[b0 + ln], local[b0 + ln], block, length,
                         keep_local)
         return
-    A1, logs1, tau1, ss1 = one
     for ln in range(m):
-        gather(Z[ln:ln + 1], 1, A1)
-        single_qr(A1, logs1, tau1, ss1)
-        scatter(A1, 1, Q, b0 + ln)
+        qr_logdiag(Z[ln], Q[b0 + ln], logs, work)
         if counted:
-            _record(logs1[:, 0], logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
+            _record(logs, logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
 
 
 @jit
 def _workspace(B, n, k, dtype_like):
-    G = group_size(B, k)
+    G = group_size(B, n, k)
     Z = np.empty((G, n, k), dtype=dtype_like.dtype)
-    small = k < MAX_COLS
-    lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like, LANES)
-    one = make_lanes(n if small else 0, k if small else 0, dtype_like, 1)
+    lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like)
     logs = np.empty(k, dtype=np.float64)
-    work = np.empty((work_rows(n) if not small else 0, k), dtype=dtype_like.dtype)
-    return G, Z, lanes, one, logs, work
+    work = np.empty((work_rows(n), k), dtype=dtype_like.dtype)
+    return G, Z, lanes, logs, work
 
 
 @jit
@@ -143,7 +131,7 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
     B, n, k = Q.shape
     M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
-    G, Z, lanes, one, logs, work = _workspace(B, n, k, X)
+    G, Z, lanes, logs, work = _workspace(B, n, k, X)
     # groups of sequences advance together through the window, so that their QRs can
     # run interleaved; one call site of stack_step keeps the compiled code small
     for b0 in range(0, B, G):
@@ -155,7 +143,7 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
                            Z[ln], M, Bin, diag, tmp, True)
                 S[b, :] = s_new
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
-                     keep_local, lanes, one, logs, work)
+                     keep_local, lanes, logs, work)
 
 
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
@@ -173,14 +161,14 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
 @jit
 def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    G, Z, lanes, one, logs, work = _workspace(B, n, k, J)
+    G, Z, lanes, logs, work = _workspace(B, n, k, J)
     for b0 in range(0, B, G):
         m = min(G, B - b0)
         for t in range(J.shape[1]):
             for ln in range(m):
                 np.dot(J[b0 + ln, t], Q[b0 + ln], Z[ln])
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
-                     keep_local, lanes, one, logs, work)
+                     keep_local, lanes, logs, work)
 
 
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):

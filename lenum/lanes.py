@@ -15,8 +15,7 @@ plain numba.
 
 The contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(R) >= 0,
 ``log|R_jj|``, ``-inf`` for a zero column (identity reflector), NaN for a block with a
-NaN or Inf.  :func:`single_qr` is the same code on one lane, so a sequence's numbers
-do not depend on whether it was factorised in a group.
+NaN or Inf.
 """
 
 import numpy as np
@@ -29,11 +28,26 @@ from ._jit import jit
 
 # blocks per group: one AVX2 register of float32, two of float64
 LANES = 8
-# groups of fewer sequences than this are factorised one by one (single_qr): the
-# padded lanes would cost more than interleaving saves
-MIN_FILL = LANES // 2
 # from this many columns LAPACK's blocked QR is as fast (k = n = 256) or faster
 MAX_COLS = 256
+
+
+@jit
+def min_fill(n):
+    """Fewest sequences for which a group's interleaved QR beats LAPACK one by one.
+
+    A group costs as much as LANES blocks however few are real, so it pays when
+    ``m * t_lapack > LANES * t_lanes``.  Measured (benchmarks/RESULTS.md, k = n and
+    k = 16, both dtypes): t_lapack / t_lanes is 3-7 up to 32 rows, 1.8-3 up to 64, and
+    1.2-1.8 up to 256.
+    """
+    if n <= 32:
+        return 3
+    if n <= 64:
+        return 5
+    return LANES
+
+
 # squared column norms outside this range are recomputed with scaling (float64 only:
 # float32 squares are summed in float64, which cannot under- or overflow)
 _TINY, _HUGE = 1e-280, 1e280
@@ -79,21 +93,18 @@ def _emit_reflect(context, builder, aty, a, pv, nr, first, stride, width, tau_v,
 
 
 @intrinsic
-def _reflect_columns(typingctx, A, off_v, off_c, stride, ncols, nrows, tau, off_t, W):
+def _reflect_columns(typingctx, A, off_v, off_c, stride, ncols, nrows, tau, off_t):
     """Apply ``I - tau v v^T`` to ``ncols`` lane-columns of ``A``.
 
-    ``v`` is the lane-column at element ``off_v`` (``nrows`` rows of ``W`` lanes, its
-    first row taken as 1), the targets start at ``off_c``, ``stride`` elements apart,
-    and ``tau`` is the W values at ``off_t`` of the ``tau`` array.  ``W``, the number of
-    lanes, must be a compile-time constant.
+    ``v`` is the lane-column at element ``off_v`` (``nrows`` rows of LANES, its first
+    row taken as 1), the targets start at ``off_c``, ``stride`` elements apart, and
+    ``tau`` is the LANES values at ``off_t`` of the ``tau`` array.
     """
-    if not isinstance(W, types.IntegerLiteral):
-        return None
-    width = W.literal_value
-    sig = types.void(A, off_v, off_c, stride, ncols, nrows, tau, off_t, W)
+    width = LANES
+    sig = types.void(A, off_v, off_c, stride, ncols, nrows, tau, off_t)
 
     def codegen(context, builder, signature, args):
-        a, ov, oc, st, nc, nr, t, ot, _ = args
+        a, ov, oc, st, nc, nr, t, ot = args
         aty, tty = signature.args[0], signature.args[6]
         fp = context.get_value_type(aty.dtype)
         vec = ir.VectorType(fp, width)
@@ -117,17 +128,14 @@ def _reflect_columns(typingctx, A, off_v, off_c, stride, ncols, nrows, tau, off_
 
 
 @intrinsic
-def _sum_squares(typingctx, A, off, nrows, out, W):
-    """``out[:W]`` (float64) = the sums over ``nrows`` rows of the squares of the
-    lane-column at element ``off`` of ``A`` (``W`` lanes, a compile-time constant),
-    accumulated in float64."""
-    if not isinstance(W, types.IntegerLiteral):
-        return None
-    width = W.literal_value
-    sig = types.void(A, off, nrows, out, W)
+def _sum_squares(typingctx, A, off, nrows, out):
+    """``out[:LANES]`` (float64) = the sums over ``nrows`` rows of the squares of the
+    lane-column at element ``off`` of ``A``, accumulated in float64."""
+    width = LANES
+    sig = types.void(A, off, nrows, out)
 
     def codegen(context, builder, signature, args):
-        a, o, nr, out, _ = args
+        a, o, nr, out = args
         aty, oty = signature.args[0], signature.args[3]
         fp = context.get_value_type(aty.dtype)
         f64 = ir.DoubleType()
@@ -150,12 +158,12 @@ def _sum_squares(typingctx, A, off, nrows, out, W):
 
 
 @jit
-def make_lanes(n, k, dtype_like, W=LANES):
-    """Workspace for ``W`` interleaved n x k blocks: ``(A, logs, tau, ss)``."""
-    A = np.empty((k, n, W), dtype=dtype_like.dtype)
-    logs = np.empty((k, W), dtype=np.float64)
-    tau = np.empty((k, W), dtype=dtype_like.dtype)
-    ss = np.empty((2, W), dtype=np.float64)  # squared norms; the non-finite flags
+def make_lanes(n, k, dtype_like):
+    """Workspace of :func:`lanes_qr` for n x k blocks: ``(A, logs, tau, ss)``."""
+    A = np.empty((k, n, LANES), dtype=dtype_like.dtype)
+    logs = np.empty((k, LANES), dtype=np.float64)
+    tau = np.empty((k, LANES), dtype=dtype_like.dtype)
+    ss = np.empty((2, LANES), dtype=np.float64)  # squared norms; the non-finite flags
     return A, logs, tau, ss
 
 
@@ -184,17 +192,29 @@ def _scaled_norm(A, i, ln):
     return m * np.sqrt(s), below
 
 
-@jit(inline="always")
-def _qr(A, logs, tau, ss, W):
-    # the QR of W interleaved blocks (lanes_qr); W is a compile-time constant
+@jit
+def lanes_qr(A, logs, tau, ss):
+    """QR of LANES interleaved blocks: ``A`` (k, n, LANES) in, their Q factors out.
+
+    Parameters
+    ----------
+    A : ndarray (k, n, LANES), C-contiguous, float32 or float64
+        ``A[c, r, l]`` is element (r, c) of block l; overwritten by the Q factors, in
+        the same layout, with diag(R) >= 0.
+    logs : ndarray (k, LANES), float64
+        Receives ``log|R_cc|`` of each block (-inf for a zero column, NaN for a block
+        that holds a NaN or Inf).
+    tau, ss : ndarray (k, LANES) of A's dtype, and (2, LANES) float64
+        Workspace (:func:`make_lanes`).
+    """
     k, n = A.shape[0], A.shape[1]
-    stride = n * W
+    stride = n * LANES
     bad = ss[1]
-    for ln in range(W):
+    for ln in range(LANES):
         bad[ln] = 0.0
     for i in range(k):
-        _sum_squares(A, (i * n + i + 1) * W, n - i - 1, ss[0], W)
-        for ln in range(W):
+        _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
+        for ln in range(LANES):
             alpha = np.float64(A[i, i, ln])  # float32 squares would underflow at 1e-23
             below = ss[0, ln]
             s = below + alpha * alpha
@@ -216,24 +236,24 @@ def _qr(A, logs, tau, ss, W):
             logs[i, ln] = beta
             A[i, i, ln] = 1.0 / (alpha - beta)
         for r in range(i + 1, n):
-            for ln in range(W):
+            for ln in range(LANES):
                 A[i, r, ln] *= A[i, i, ln]
-        _reflect_columns(A, (i * n + i) * W, ((i + 1) * n + i) * W, stride,
-                         k - i - 1, n - i, tau, i * W, W)
+        _reflect_columns(A, (i * n + i) * LANES, ((i + 1) * n + i) * LANES, stride,
+                         k - i - 1, n - i, tau, i * LANES)
     # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r)
     for i in range(k - 1, -1, -1):
-        _reflect_columns(A, (i * n + i) * W, ((i + 1) * n + i) * W, stride,
-                         k - i - 1, n - i, tau, i * W, W)
+        _reflect_columns(A, (i * n + i) * LANES, ((i + 1) * n + i) * LANES, stride,
+                         k - i - 1, n - i, tau, i * LANES)
         for r in range(i + 1, n):
-            for ln in range(W):
+            for ln in range(LANES):
                 A[i, r, ln] *= -tau[i, ln]
-        for ln in range(W):
+        for ln in range(LANES):
             A[i, i, ln] = 1.0 - tau[i, ln]
         for r in range(i):
-            for ln in range(W):
+            for ln in range(LANES):
                 A[i, r, ln] = 0.0
     for i in range(k):
-        for ln in range(W):
+        for ln in range(LANES):
             d = logs[i, ln]
             if d < 0:
                 for r in range(n):
@@ -242,46 +262,19 @@ def _qr(A, logs, tau, ss, W):
 
 
 @jit
-def lanes_qr(A, logs, tau, ss):
-    """QR of LANES interleaved blocks: ``A`` (k, n, LANES) in, their Q factors out.
-
-    Parameters
-    ----------
-    A : ndarray (k, n, LANES), C-contiguous, float32 or float64
-        ``A[c, r, l]`` is element (r, c) of block l; overwritten by the Q factors, in
-        the same layout, with diag(R) >= 0.
-    logs : ndarray (k, LANES), float64
-        Receives ``log|R_cc|`` of each block (-inf for a zero column, NaN for a block
-        that holds a NaN or Inf).
-    tau, ss : ndarray (k, LANES) of A's dtype, and (2, LANES) float64
-        Workspace (:func:`make_lanes`).
-    """
-    _qr(A, logs, tau, ss, LANES)
-
-
-@jit
-def single_qr(A, logs, tau, ss):
-    """:func:`lanes_qr` for one block, ``A`` (k, n, 1) (workspace ``make_lanes(n, k,
-    dtype, 1)``), with the same arithmetic as any one lane of it: a sequence's
-    exponents come out bit for bit the same whether it was factorised alone or in a
-    group, whatever the batch size, chunking or thread count."""
-    _qr(A, logs, tau, ss, 1)
-
-
-@jit
 def gather(Z, m, A):
-    """Interleave blocks ``Z[:m]`` (m, n, k) into ``A`` (k, n, W); the lanes past ``m``
+    """Interleave blocks ``Z[:m]`` (m, n, k) into ``A`` (k, n, LANES); the lanes past ``m``
     get copies of block 0, so that they hold finite, harmless work."""
     n, k = Z.shape[1], Z.shape[2]
     for r in range(n):
         for c in range(k):
-            for ln in range(A.shape[2]):
+            for ln in range(LANES):
                 A[c, r, ln] = Z[ln if ln < m else 0, r, c]
 
 
 @jit
 def scatter(A, m, Q, b0):
-    """Write lanes ``0..m-1`` of ``A`` (k, n, W) into ``Q[b0 + l]`` (n, k)."""
+    """Write lanes ``0..m-1`` of ``A`` (k, n, LANES) into ``Q[b0 + l]`` (n, k)."""
     k, n = A.shape[0], A.shape[1]
     for ln in range(m):
         Qb = Q[b0 + ln]
