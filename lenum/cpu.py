@@ -78,7 +78,7 @@ def _record(logs, logsum, local, block, length, keep_local):
 @jit
 def group_size(B, n, k):
     """Sequences advanced together: LANES when their QR can run interleaved."""
-    return LANES if (B >= min_fill(n) and k < MAX_COLS) else 1
+    return LANES if (B >= min_fill(n) and k <= MAX_COLS) else 1
 
 
 @jit(inline="always")
@@ -88,7 +88,7 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
 
     ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases.  A group
     large enough to pay (:func:`lenum.lanes.min_fill`) is factorised interleaved
-    (:mod:`lenum.lanes`), others one block at a time by LAPACK
+    (:mod:`lenum.lanes`, up to ``MAX_COLS`` columns), others one block at a time by LAPACK
     (:func:`lenum.qr.qr_logdiag`).  The two differ in round-off only (1e-15 relative
     per step), so a sequence's last digits can depend on the batch it ran in.
     Inlined into the window kernels: as a separate compiled level, numba optimised all
@@ -99,7 +99,7 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
         for ln in range(m):
             Q[b0 + ln, :, :] = Z[ln]
         return
-    if m >= min_fill(Z.shape[1]) and Z.shape[2] < MAX_COLS:
+    if m >= min_fill(Z.shape[1]) and Z.shape[2] <= MAX_COLS:
         A, llogs, tau, ss = lanes
         gather(Z, m, A)
         lanes_qr(A, llogs, tau, ss)
