@@ -5,8 +5,8 @@ A step of a small network is too little work for LAPACK: at 32 rows its QR runs 
 same shape are interleaved, element ``(r, c)`` of block ``l`` at ``A[c, r, l]`` (the
 "compact" layout of batched small-matrix LAPACK), so every operation of an unblocked
 Householder QR is one vector operation across the blocks: no short loops, no
-horizontal sums, no branches.  3-11x faster than LAPACK up to 64 rows and 1.1-2x up to
-about 256 (benchmarks/RESULTS.md).
+horizontal sums, no branches.  3-13x faster than LAPACK up to 32 rows, 1.9-3.2x up to
+96 and 1.0-1.8x up to 256 (benchmarks/RESULTS.md).
 
 numba leaves LLVM's SLP vectorizer off and fully unrolls a loop of 8 lanes before its
 loop vectorizer sees it, so the two inner kernels (a reflector applied to columns, a
