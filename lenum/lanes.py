@@ -93,36 +93,53 @@ def _emit_reflect(context, builder, aty, a, pv, nr, first, stride, width, tau_v,
             builder.store(builder.fsub(c, builder.fmul(w, v)), pcr, align=align)
 
 
-@intrinsic
-def _reflect_columns(typingctx, A, off_v, off_c, stride, ncols, nrows, tau, off_t):
-    """Apply ``I - tau v v^T`` to ``ncols`` lane-columns of ``A``.
+# reflectors applied to a column while it stays in cache (see _reflect_block)
+PANEL = 16
 
-    ``v`` is the lane-column at element ``off_v`` (``nrows`` rows of LANES, its first
-    row taken as 1), the targets start at ``off_c``, ``stride`` elements apart, and
-    ``tau`` is the LANES values at ``off_t`` of the ``tau`` array.
+
+@intrinsic
+def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
+    """Apply the reflectors ``i0, i0 + step, ...`` (``nref`` of them, in that order) to
+    lane-columns ``j0 .. j0 + ncols - 1`` of ``A`` (k, n, LANES).
+
+    Reflector i is ``I - tau_i v_i v_i^T`` with ``v_i`` in column i from row i (its row
+    i taken as 1) and ``tau_i = tau[i]``; it touches rows i.. of each target.  Each
+    group of target columns receives all ``nref`` reflectors before the next group is
+    read, so the targets stay in cache while the reflectors, few, are reused: the
+    order of operations on any one column is that of applying the reflectors one by
+    one, so the results are the same to the bit.
     """
-    width = LANES
-    sig = types.void(A, off_v, off_c, stride, ncols, nrows, tau, off_t)
+    sig = types.void(A, i0, step, nref, j0, ncols, tau)
 
     def codegen(context, builder, signature, args):
-        a, ov, oc, st, nc, nr, t, ot = args
+        a, i0_, st, nref_, j0_, nc, t = args
         aty, tty = signature.args[0], signature.args[6]
         fp = context.get_value_type(aty.dtype)
-        vec = ir.VectorType(fp, width)
+        vec = ir.VectorType(fp, LANES)
         align = context.get_abi_sizeof(fp)
-        pv = _vectors(context, builder, aty, a, ov, vec)
-        tau_v = builder.load(_vectors(context, builder, tty, t, ot, vec), align=align)
         ity = nc.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
+        lanes = ir.Constant(ity, LANES)
+        n = builder.extract_value(context.make_array(aty)(context, builder, a).shape, 1)
+        colstride = builder.mul(n, lanes)
         wide = ir.Constant(ity, _WIDTH)
         full = builder.sdiv(nc, wide)
+
+        def apply_all(j, width):
+            with cgutils.for_range_slice(builder, zero, nref_, one) as (q, _):
+                i = builder.add(i0_, builder.mul(st, q))
+                pv = _vectors(context, builder, aty, a,
+                              builder.mul(builder.add(builder.mul(i, n), i), lanes), vec)
+                tau_v = builder.load(_vectors(context, builder, tty, t,
+                                              builder.mul(i, lanes), vec), align=align)
+                first = builder.mul(builder.add(builder.mul(j, n), i), lanes)
+                _emit_reflect(context, builder, aty, a, pv, builder.sub(n, i), first,
+                              colstride, width, tau_v, vec, align)
+
         with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
-            first = builder.add(oc, builder.mul(builder.mul(b, wide), st))
-            _emit_reflect(context, builder, aty, a, pv, nr, first, st, _WIDTH, tau_v, vec,
-                          align)
-        with cgutils.for_range_slice(builder, builder.mul(full, wide), nc, one) as (j, _):
-            first = builder.add(oc, builder.mul(j, st))
-            _emit_reflect(context, builder, aty, a, pv, nr, first, st, 1, tau_v, vec, align)
+            apply_all(builder.add(j0_, builder.mul(b, wide)), _WIDTH)
+        with cgutils.for_range_slice(builder, builder.mul(full, wide), nc, one) as (c, _):
+            apply_all(builder.add(j0_, c), 1)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -209,50 +226,57 @@ def lanes_qr(A, logs, tau, ss):
         Workspace (:func:`make_lanes`).
     """
     k, n = A.shape[0], A.shape[1]
-    stride = n * LANES
     bad = ss[1]
     for ln in range(LANES):
         bad[ln] = 0.0
-    for i in range(k):
-        _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
-        for ln in range(LANES):
-            alpha = np.float64(A[i, i, ln])  # float32 squares would underflow at 1e-23
-            below = ss[0, ln]
-            s = below + alpha * alpha
-            if _TINY <= s <= _HUGE:
-                norm = np.sqrt(s)
-            else:
-                norm, below = _scaled_norm(A, i, ln)
-                if not np.isfinite(norm):
-                    bad[ln] = 1.0
-                    below = 0.0
-            if below == 0.0:
-                # nothing below the diagonal: the identity reflector and R_ii = alpha
-                tau[i, ln] = 0.0
-                logs[i, ln] = alpha
-                A[i, i, ln] = 0.0  # the reflector's scale, applied below
-                continue
-            beta = -norm if alpha >= 0 else norm
-            tau[i, ln] = (beta - alpha) / beta
-            logs[i, ln] = beta
-            A[i, i, ln] = 1.0 / (alpha - beta)
-        for r in range(i + 1, n):
+    for p0 in range(0, k, PANEL):
+        p1 = min(p0 + PANEL, k)
+        for i in range(p0, p1):
+            _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
             for ln in range(LANES):
-                A[i, r, ln] *= A[i, i, ln]
-        _reflect_columns(A, (i * n + i) * LANES, ((i + 1) * n + i) * LANES, stride,
-                         k - i - 1, n - i, tau, i * LANES)
-    # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r)
-    for i in range(k - 1, -1, -1):
-        _reflect_columns(A, (i * n + i) * LANES, ((i + 1) * n + i) * LANES, stride,
-                         k - i - 1, n - i, tau, i * LANES)
-        for r in range(i + 1, n):
+                alpha = np.float64(A[i, i, ln])  # float32 squares would underflow at 1e-23
+                below = ss[0, ln]
+                s = below + alpha * alpha
+                if _TINY <= s <= _HUGE:
+                    norm = np.sqrt(s)
+                else:
+                    norm, below = _scaled_norm(A, i, ln)
+                    if not np.isfinite(norm):
+                        bad[ln] = 1.0
+                        below = 0.0
+                if below == 0.0:
+                    # nothing below the diagonal: the identity reflector and R_ii = alpha
+                    tau[i, ln] = 0.0
+                    logs[i, ln] = alpha
+                    A[i, i, ln] = 0.0  # the reflector's scale, applied below
+                    continue
+                beta = -norm if alpha >= 0 else norm
+                tau[i, ln] = (beta - alpha) / beta
+                logs[i, ln] = beta
+                A[i, i, ln] = 1.0 / (alpha - beta)
+            for r in range(i + 1, n):
+                for ln in range(LANES):
+                    A[i, r, ln] *= A[i, i, ln]
+            # within the panel, column by column
+            _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
+        # the panel's reflectors on the columns after it, each column once
+        _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
+    # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r), panel by
+    # panel: the panel's reflectors go to the columns after it before the panel's own
+    # columns, which hold them, are overwritten
+    for p1 in range(k, 0, -PANEL):
+        p0 = max(p1 - PANEL, 0)
+        _reflect_block(A, p1 - 1, -1, p1 - p0, p1, k - p1, tau)
+        for i in range(p1 - 1, p0 - 1, -1):
+            _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
+            for r in range(i + 1, n):
+                for ln in range(LANES):
+                    A[i, r, ln] *= -tau[i, ln]
             for ln in range(LANES):
-                A[i, r, ln] *= -tau[i, ln]
-        for ln in range(LANES):
-            A[i, i, ln] = 1.0 - tau[i, ln]
-        for r in range(i):
-            for ln in range(LANES):
-                A[i, r, ln] = 0.0
+                A[i, i, ln] = 1.0 - tau[i, ln]
+            for r in range(i):
+                for ln in range(LANES):
+                    A[i, r, ln] = 0.0
     for i in range(k):
         for ln in range(LANES):
             d = logs[i, ln]
