@@ -54,6 +54,12 @@ def min_fill(n):
 _TINY, _HUGE = 1e-280, 1e280
 
 
+def _c_array(ty, ndim):
+    # the intrinsics compute addresses from shapes alone: C-contiguous float arrays only
+    return (isinstance(ty, types.Array) and ty.layout == "C" and ty.ndim == ndim
+            and ty.dtype in (types.float32, types.float64))
+
+
 def _vectors(context, builder, arrty, arr, offset, vecty):
     """Pointer to ``arr``'s data at element ``offset``, read as vectors of ``vecty``."""
     data = context.make_array(arrty)(context, builder, arr).data
@@ -109,6 +115,8 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
     order of operations on any one column is that of applying the reflectors one by
     one, so the results are the same to the bit.
     """
+    if not (_c_array(A, 3) and _c_array(tau, 2) and A.dtype == tau.dtype):
+        return None
     sig = types.void(A, i0, step, nref, j0, ncols, tau)
 
     def codegen(context, builder, signature, args):
@@ -149,6 +157,8 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
 def _sum_squares(typingctx, A, off, nrows, out):
     """``out[:LANES]`` (float64) = the sums over ``nrows`` rows of the squares of the
     lane-column at element ``off`` of ``A``, accumulated in float64."""
+    if not (_c_array(A, 3) and _c_array(out, 1) and out.dtype == types.float64):
+        return None
     width = LANES
     sig = types.void(A, off, nrows, out)
 
@@ -226,6 +236,11 @@ def lanes_qr(A, logs, tau, ss):
         Workspace (:func:`make_lanes`).
     """
     k, n = A.shape[0], A.shape[1]
+    if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
+            or ss.shape != (2, LANES) or k > n):
+        # the vector code reads LANES values per row: a wrong shape would read past
+        # the arrays, so it is refused here (a caller's bug, not a user's input)
+        raise ValueError("lanes_qr: arrays must be shaped as make_lanes(n, k) makes them")
     bad = ss[1]
     for ln in range(LANES):
         bad[ln] = 0.0

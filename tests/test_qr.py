@@ -270,3 +270,16 @@ def test_lanes_gather_pads_with_block_zero_and_scatter_writes_only_m():
     lanes.scatter(A, 3, Q, 1)
     np.testing.assert_array_equal(Q[1:4], Z)
     assert (Q[0] == 7.0).all() and (Q[4] == 7.0).all()
+
+
+def test_lanes_refuses_wrong_shapes():
+    # the vector code would read past a wrongly shaped array: refused, not run
+    A, logs, tau, ss = lanes.make_lanes(6, 4, np.empty(0))
+    with pytest.raises(ValueError, match="make_lanes"):
+        lanes.lanes_qr(np.zeros((4, 6, lanes.LANES - 1)), logs,
+                       np.zeros((4, lanes.LANES - 1)), ss)
+    with pytest.raises(ValueError, match="make_lanes"):
+        lanes.lanes_qr(A, logs[:3], tau, ss)
+    with pytest.raises(ValueError, match="make_lanes"):
+        lanes.lanes_qr(np.zeros((7, 6, lanes.LANES)), np.zeros((7, lanes.LANES)),
+                       np.zeros((7, lanes.LANES)), ss)
