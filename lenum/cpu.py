@@ -17,7 +17,7 @@ import numpy as np
 
 from ._jit import jit
 from .cells.stack import make_workspace, stack_step
-from .lanes import LANES, MAX_COLS, gather, lanes_qr, make_lanes, min_fill, scatter
+from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
 
 _pool = None
@@ -78,7 +78,7 @@ def _record(logs, logsum, local, block, length, keep_local):
 @jit
 def group_size(B, n, k):
     """Sequences advanced together: LANES when their QR can run interleaved."""
-    return LANES if (B >= min_fill(n) and k <= MAX_COLS) else 1
+    return LANES if pays(B, n, k) else 1
 
 
 @jit(inline="always")
@@ -87,8 +87,8 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
     """Re-orthonormalise and count step ``tg`` for the ``m`` sequences ``b0..b0+m-1``.
 
     ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases.  A group
-    large enough to pay (:func:`lenum.lanes.min_fill`) is factorised interleaved
-    (:mod:`lenum.lanes`, up to ``MAX_COLS`` columns), others one block at a time by LAPACK
+    for which it pays (:func:`lenum.lanes.pays`) is factorised interleaved
+    (:mod:`lenum.lanes`), others one block at a time by LAPACK
     (:func:`lenum.qr.qr_logdiag`).  The two differ in round-off only (1e-15 relative
     per step), so a sequence's last digits can depend on the batch it ran in.
     Inlined into the window kernels: as a separate compiled level, numba optimised all
@@ -99,7 +99,7 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
         for ln in range(m):
             Q[b0 + ln, :, :] = Z[ln]
         return
-    if m >= min_fill(Z.shape[1]) and Z.shape[2] <= MAX_COLS:
+    if pays(m, Z.shape[1], Z.shape[2]):
         A, llogs, tau, ss = lanes
         gather(Z, m, A)
         lanes_qr(A, llogs, tau, ss)

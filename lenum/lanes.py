@@ -49,6 +49,13 @@ def min_fill(n):
     return LANES
 
 
+@jit
+def pays(m, n, k):
+    """Whether m blocks of n x k are factorised together here rather than by LAPACK
+    one by one: enough of them (:func:`min_fill`) and at most ``MAX_COLS`` columns."""
+    return m >= min_fill(n) and k <= MAX_COLS
+
+
 # squared column norms outside this range are recomputed with scaling (float64 only:
 # float32 squares are summed in float64, which cannot under- or overflow)
 _TINY, _HUGE = 1e-280, 1e280

@@ -532,14 +532,9 @@ def geqrf_qr(A, Q, logs, work):
             Q[i, j] = sg * F[j, i]
 
 
-@jit
-def qr_logdiag(A, Q, logs, work):
-    """Orthonormal factor of ``A`` into ``Q`` and log|diag R| into ``logs``: the QR of
-    one sequence's block in the engine.
-
-    LAPACK's geqrf + orgqr called directly (:func:`geqrf_qr`; ``work`` must have
-    :func:`work_rows` rows) at every size.  The plain kernel was 0-10 % faster below 20
-    rows, but batches of small blocks now go through :mod:`lenum.lanes` (4-10x faster
-    there), and dropping it from here cut the cold compile of a spectrum by about 7 s.
-    """
-    geqrf_qr(A, Q, logs, work)
+# The QR of one sequence's block in the engine: LAPACK's geqrf + orgqr called directly
+# (``work`` must have work_rows(n) rows) at every size.  The plain kernel was 0-10 %
+# faster below 20 rows, but batches of small blocks now go through lenum.lanes (4-10x
+# faster there), and dropping it from here cut the cold compile of a spectrum by about
+# 7 s.  A name, not a forwarding function: a separate compiled level costs compile time.
+qr_logdiag = geqrf_qr

@@ -5,12 +5,14 @@ GRU's z gate, a period-3 product, the Henon map), the sum rule (log|det J_t| fro
 oracle's Jacobians), or ``naive.lyapunov_spectrum`` (plain NumPy, LAPACK QR).
 """
 
+import contextlib
 import math
 import os
 import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -388,6 +390,17 @@ def test_network_matches_oracle(cell, k, qr_every):
         np.testing.assert_allclose(res_b.per_sequence[b], exps, rtol=0, atol=tol)
 
 
+@contextlib.contextmanager
+def _numba_threads(threads):
+    """Run the engine on ``threads`` threads (at most numba's pool), then restore."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("qr_every", [1, 3])
 @pytest.mark.parametrize("cell", CELLS)
@@ -398,20 +411,14 @@ def test_grouped_sequences_match_oracle(cell, qr_every, threads):
     few: LAPACK one by one); on two threads slices of 5, each one padded group.  Every
     sequence must match its own oracle run, the finite-time exponents too.
     """
-    import numba
-
     rng = np.random.default_rng(11)
     N, d, L, B, T, warmup = 3, 2, 2, 10, 40, 4
     w, net, x, h0, c0 = _oracle_problem(cell, rng, N, d, L, B, T)
     n = net.state_size
     q0 = naive.random_orthonormal(n, n, rng)
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with _numba_threads(threads):
         res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0,
                                       qr_every=qr_every, keep_local=True)
-    finally:
-        numba.set_num_threads(before)
     s0 = naive.state_from_h0(cell, h0, c0)
     for b in range(B):
         if cell == "rnn_relu":
@@ -432,8 +439,6 @@ def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
     in float32, not tested here); a wrong reflector moves exponents by O(1).
     """
     dtype = "float64"
-    import numba
-
     from lenum.lanes import LANES, MAX_COLS
 
     rng = np.random.default_rng(13)
@@ -442,12 +447,8 @@ def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
          "weight_hh_l0": rng.normal(scale=0.5 / np.sqrt(N), size=(N, N))}
     net = lenum.Network.from_state_dict("rnn_tanh", w)
     x = rng.normal(size=(LANES, T, d))
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)  # one slice of 8 sequences: one full group
-    try:
+    with _numba_threads(1):  # one slice of 8 sequences: one full group
         group = lenum.lyapunov_spectrum(net, x, dtype=dtype)
-    finally:
-        numba.set_num_threads(before)
     for b in (0, LANES - 1):
         alone = lenum.lyapunov_spectrum(net, x[b], dtype=dtype)
         np.testing.assert_allclose(group.per_sequence[b], alone.per_sequence[0], rtol=0,
