@@ -100,6 +100,20 @@ def test_unavailable_reason_without_numba_cuda_names_the_extra(monkeypatch):
     assert reason is not None and 'pip install "lenum[gpu]"' in reason
 
 
+def test_compiler_that_cannot_load_is_a_reason_not_a_mid_run_failure(monkeypatch):
+    """numba-cuda loads its NumPy support at the first compile: a numba-cuda older than
+    the installed NumPy (0.30.4 under NumPy 2.5) must be reported before a run starts."""
+    import numpy
+
+    from lenum import gpu
+
+    monkeypatch.setitem(sys.modules, "numba.cuda.cudaimpl", None)  # import fails
+    reason = gpu._compiler_load_problem()
+    assert reason is not None and "numba-cuda" in reason
+    assert f"NumPy {numpy.__version__}" in reason and "numpy<2.5" in reason
+    assert "\n" not in reason
+
+
 def test_device_gpu_unusable_raises_and_auto_falls_back(monkeypatch, caplog):
     from lenum import gpu
 

@@ -23,8 +23,9 @@ def unavailable_reason():
     Returns
     -------
     str or None
-        A one-line reason: numba.cuda not importable, no CUDA driver, no device, or
-        no CUDA toolkit libraries (NVVM) to compile the kernels with.
+        A one-line reason: numba.cuda not importable, no CUDA driver, no device, no
+        CUDA toolkit libraries (NVVM) to compile the kernels with, or a numba-cuda whose
+        compiler does not load with the installed NumPy.
     """
     try:
         from numba import config, cuda
@@ -51,6 +52,33 @@ def unavailable_reason():
             return f"the CUDA compiler libraries (NVVM) are not found; {_INSTALL}"
     except Exception as exc:
         return f"the CUDA compiler libraries (NVVM) cannot be loaded ({exc}); {_INSTALL}"
+    return _compiler_load_problem()
+
+
+def _compiler_load_problem():
+    """Why numba-cuda's kernel compiler cannot load, or None when it can.
+
+    numba-cuda loads its NumPy support only when the first kernel compiles, so a
+    numba-cuda release that predates the installed NumPy (0.30.4 under NumPy 2.5, whose
+    ``np.row_stack`` is gone) imports and sees the device, then fails in the middle of
+    a run.  Loading that part here turns the failure into a reason given up front.
+    """
+    try:
+        import importlib
+
+        importlib.import_module("numba.cuda.cudaimpl")
+    except Exception as exc:
+        import numpy
+
+        try:
+            from importlib.metadata import version
+
+            nc = f"numba-cuda {version('numba-cuda')}"
+        except Exception:
+            nc = "numba-cuda"
+        words = " ".join(str(exc).split())
+        return (f"{nc} cannot compile kernels under NumPy {numpy.__version__} ({words}); "
+                f"install a NumPy it supports, e.g. pip install \"numpy<2.5\"")
     return None
 
 
