@@ -5,7 +5,8 @@
 #
 #   benchmarks/gpu_check.sh [RESULTS_FILE] [extra bench_gpu.py arguments]
 #
-# Needs the package with its gpu and test extras: pip install -e ".[gpu,test]"
+# Needs the package with its gpu and test extras: pip install -e ".[gpu,test]" (NumPy
+# below 2.5: numba-cuda 0.30.4 cannot compile kernels under 2.5)
 # (and torch with CUDA for the PyTorch column; it is left out otherwise).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ status=0
         tests/test_gpu.py tests/test_kernels_qr.py || status=1
     echo "== benchmark"
     $PY benchmarks/bench_gpu.py "$@" || status=1
+    echo "== float32 accuracy of full spectra (needs torch with CUDA)"
+    $PY benchmarks/gpu_float32_accuracy.py || status=1
     echo "== exit status $status"
 } 2>&1 | tee "$OUT"
 exit $status

@@ -324,6 +324,23 @@ def test_benchmark_smoke_mode(capsys):
     assert all(r["max_diff"] < 1e-8 for r in rows if r.get("max_diff") is not None)
 
 
+@needs_gpu
+def test_float32_accuracy_script_smoke_mode(capsys):
+    """The float32-vs-float64 comparison script runs (tiny network, torch on the CPU)."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_float32_accuracy as acc
+
+        rows = acc.main(["--smoke"])
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = capsys.readouterr().out
+    assert rows and "lenum f32-f64" in out
+    # a 3-unit network over 3 steps: float32 round-off only, for lenum and torch alike
+    assert all(r["lenum_f32"] < 1e-4 and r["torch_f32"] < 1e-4 for r in rows)
+
+
 # =========================================================================== PTX
 
 _PTX_SCRIPT = textwrap.dedent("""
