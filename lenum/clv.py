@@ -86,10 +86,18 @@ def _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
         bad[b] = t
         return False
     if store:
-        Rout[b, t] = R
+        _copy(R, Rout[b, t])
         if t < q_count:
-            Qout[b, t] = Q[b]
+            _copy(Q[b], Qout[b, t])
     return True
+
+
+@jit
+def _copy(src, dst):
+    # element loops rather than ``dst[...] = src``: see lenum.cpu.qr_group
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
 
 
 @jit
@@ -110,7 +118,8 @@ def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b
                 break
             stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
                        M, Bin, diag, tmp, True)
-            S[b, :] = s_new
+            for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.qr_group
+                S[b, i] = s_new[i]
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
                 break
 

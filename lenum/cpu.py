@@ -96,8 +96,12 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
     """
     qr, counted, block, length = counting(tg, T, warmup, qr_every)
     if not qr:
+        # element loops, not ``Q[b] = Z[ln]``: numba compiles a slice assignment's
+        # shape-mismatch message with string formatting, 2-4 s of cold compile each
         for ln in range(m):
-            Q[b0 + ln, :, :] = Z[ln]
+            for i in range(Z.shape[1]):
+                for j in range(Z.shape[2]):
+                    Q[b0 + ln, i, j] = Z[ln, i, j]
         return
     if pays(m, Z.shape[1], Z.shape[2]):
         A, llogs, tau, ss = lanes
@@ -141,7 +145,8 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
                 b = b0 + ln
                 stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b],
                            Z[ln], M, Bin, diag, tmp, True)
-                S[b, :] = s_new
+                for i in range(n):
+                    S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
                      keep_local, lanes, logs, work)
 
