@@ -193,3 +193,24 @@ def test_step_and_jacobian_random(cell, N, d, L, bias, B, scale, seed):
     np.testing.assert_allclose(J, naive.jacobian_fd(cell, w, L, S, X, FD_EPS), rtol=FD_RTOL, atol=FD_ATOL)
     np.testing.assert_allclose(J, naive.jacobian(cell, w, L, S, X), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(lenum.jacobian(net, S[-1], X[-1]), J[-1], rtol=0, atol=1e-14)
+
+
+_SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 0.5, -0.5, 19.0, -19.0, 40.0, -40.0, 745.0, -745.0,
+            800.0, -800.0, np.inf, -np.inf, np.nan]
+
+
+@settings(max_examples=200)
+@given(a=st.one_of(st.sampled_from(_SPECIAL), st.floats(-1e3, 1e3), st.floats()),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_sigmoid_and_slope_is_sigmoid_and_dsigmoid_bit_for_bit(a, dtype):
+    """The cells' fused sigmoid (one exp) must not move a single bit of the results."""
+    from lenum.cells.activations import dsigmoid, sigmoid, sigmoid_and_slope
+
+    with np.errstate(over="ignore"):
+        x = dtype(a)
+    s, ds = sigmoid_and_slope(x)
+    for got, want in ((s, sigmoid(x)), (ds, dsigmoid(x))):
+        if np.isnan(want):  # a NaN's sign bit carries nothing
+            assert np.isnan(got), (x, got)
+        else:
+            assert np.float64(got).tobytes() == np.float64(want).tobytes(), (x, got, want)

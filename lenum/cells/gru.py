@@ -15,7 +15,7 @@ the basis costs 2 N^2 k flops, a third of propagating through the three gate blo
 import numpy as np
 
 from .._jit import jit
-from .activations import dsigmoid, dtanh, sigmoid
+from .activations import dtanh, sigmoid_and_slope
 
 
 @jit
@@ -27,15 +27,15 @@ def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin):
     for i in range(N):
         ar = gi[i] + gh[i]
         az = gi[N + i] + gh[N + i]
-        r = sigmoid(ar)
-        z = sigmoid(az)
+        r, sr = sigmoid_and_slope(ar)
+        z, sz = sigmoid_and_slope(az)
         an = gi[2 * N + i] + r * gh[2 * N + i]
         n = np.tanh(an)
         out_h[i] = (1.0 - z) * n + z * h[i]
         if need_m or need_bin:
-            dz = (h[i] - n) * dsigmoid(az)
+            dz = (h[i] - n) * sz
             dn = (1.0 - z) * dtanh(an)
-            dr = dn * gh[2 * N + i] * dsigmoid(ar)
+            dr = dn * gh[2 * N + i] * sr
             if need_m:
                 for j in range(N):
                     M[i, j] = dz * w_hh[N + i, j] + dr * w_hh[i, j] + dn * r * w_hh[2 * N + i, j]

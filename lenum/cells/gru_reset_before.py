@@ -22,7 +22,7 @@ step), which the PyTorch variant does not need.
 import numpy as np
 
 from .._jit import jit
-from .activations import dsigmoid, dtanh, sigmoid
+from .activations import dtanh, sigmoid_and_slope
 
 
 @jit
@@ -57,10 +57,9 @@ def gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m
     for i in range(N):
         ar = gi[i] + ghr[i] + b_hh[i]
         az = gi[N + i] + ghz[i] + b_hh[N + i]
-        r[i] = sigmoid(ar)
-        z[i] = sigmoid(az)
-        u[i] = h[i] * dsigmoid(ar)
-        sz[i] = dsigmoid(az)
+        r[i], sr = sigmoid_and_slope(ar)
+        z[i], sz[i] = sigmoid_and_slope(az)
+        u[i] = h[i] * sr
     ghn = np.dot(w_hn, r * h)
     dz = np.empty_like(h)
     dn = np.empty_like(h)

@@ -15,7 +15,7 @@ Only the h columns are dense: ``M`` holds them (rows h then c), ``diag`` the c c
 import numpy as np
 
 from .._jit import jit
-from .activations import dsigmoid, dtanh, sigmoid
+from .activations import dtanh, sigmoid_and_slope
 
 
 @jit
@@ -34,16 +34,19 @@ def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, ne
     N = h.shape[0]
     for i in range(N):
         ai, af, ag, ao = a[i], a[N + i], a[2 * N + i], a[3 * N + i]
-        gi, gf, gg, go = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)
+        gi, si = sigmoid_and_slope(ai)
+        gf, sf = sigmoid_and_slope(af)
+        go, so = sigmoid_and_slope(ao)
+        gg = np.tanh(ag)
         cn = gf * c[i] + gi * gg
         tc = np.tanh(cn)
         out_c[i] = cn
         out_h[i] = go * tc
         if need_m or need_bin:
-            ci = gg * dsigmoid(ai)
-            cf = c[i] * dsigmoid(af)
+            ci = gg * si
+            cf = c[i] * sf
             cg = gi * dtanh(ag)
-            co = tc * dsigmoid(ao)
+            co = tc * so
             oc = go * dtanh(cn)
             diag[0, i] = oc * gf
             diag[1, i] = gf
