@@ -1,7 +1,9 @@
 """Vanilla RNN cell (PyTorch ``nn.RNN``): h' = phi(W_ih x + b_ih + W_hh h + b_hh).
 
 Jacobian blocks: dh'/dh = diag(phi'(a)) W_hh and dh'/dx = diag(phi'(a)) W_ih, with
-phi' of ReLU taken as 0 at 0 (PyTorch's convention).
+phi' of ReLU taken as 0 at 0 (PyTorch's convention).  The layer returns the slopes
+phi'(a) only: the tangent multiplies by W and then scales rows
+(:func:`lenum.cells.stack.stack_step`), which never forms the N x N product D W.
 """
 
 import numpy as np
@@ -11,8 +13,9 @@ from .activations import dtanh
 
 
 @jit
-def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin):
-    """One step of one vanilla layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp."""
+def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope):
+    """One step of one vanilla layer; with ``need_slope``, ``slope`` receives phi'(a),
+    the diagonal of D."""
     a = np.dot(w_ih, inp) + np.dot(w_hh, h) + b_ih + b_hh
     N = h.shape[0]
     for i in range(N):
@@ -21,16 +24,11 @@ def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_
             # reports the overflow instead of reading it as a dead unit
             if a[i] > 0 or a[i] != a[i]:
                 out_h[i] = a[i]
-                d = 1.0
+                slope[i] = 1.0
             else:
                 out_h[i] = 0.0
-                d = 0.0
+                slope[i] = 0.0
         else:
             out_h[i] = np.tanh(a[i])
-            d = dtanh(a[i])
-        if need_m:
-            for j in range(N):
-                M[i, j] = d * w_hh[i, j]
-        if need_bin:
-            for j in range(inp.shape[0]):
-                Bin[i, j] = d * w_ih[i, j]
+            if need_slope:
+                slope[i] = dtanh(a[i])
