@@ -109,7 +109,7 @@ def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b
     B, Tw = X.shape[0], X.shape[1]
     n, k = Q.shape[1], Q.shape[2]
     for b in range(B):
-        M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
+        M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
         s_new = np.empty(n, dtype=X.dtype)
         Z = np.empty((n, k), dtype=X.dtype)
         R = np.empty((k, k))
@@ -117,7 +117,7 @@ def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b
             if bad[b] >= 0:
                 break
             stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
-                       M, Bin, diag, tmp, True)
+                       M, Bin, diag, tmp, gates, True)
             for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.qr_group
                 S[b, i] = s_new[i]
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):

@@ -133,7 +133,7 @@ def _workspace(B, n, k, dtype_like):
 def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
                      warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
+    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
     G, Z, lanes, logs, work = _workspace(B, n, k, X)
     # groups of sequences advance together through the window, so that their QRs can
@@ -144,7 +144,7 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
             for ln in range(m):
                 b = b0 + ln
                 stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b],
-                           Z[ln], M, Bin, diag, tmp, True)
+                           Z[ln], M, Bin, diag, tmp, gates, True)
                 for i in range(n):
                     S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
@@ -186,7 +186,7 @@ def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
 def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
     """One step for each of B states; with ``tangent``, Z[b] = J_b @ Q."""
     k = Q.shape[1]
-    M, Bin, diag, tmp = make_workspace(code, w_ih0, w_hh, k, X)
+    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     for b in range(X.shape[0]):
         stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b], S[b], S_new[b], Q, Z[b],
-                   M, Bin, diag, tmp, tangent)
+                   M, Bin, diag, tmp, gates, tangent)

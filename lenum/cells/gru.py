@@ -16,13 +16,13 @@ import numpy as np
 
 from .._jit import jit
 from .activations import dtanh, sigmoid_and_slope
+from .affine import gate_inputs
 
 
 @jit
-def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin):
+def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, gates):
     """One step of one GRU layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp."""
-    gi = np.dot(w_ih, inp) + b_ih
-    gh = np.dot(w_hh, h) + b_hh
+    gi, gh = gate_inputs(w_ih, w_hh, b_ih, b_hh, inp, h, gates)
     N = h.shape[0]
     for i in range(N):
         ar = gi[i] + gh[i]

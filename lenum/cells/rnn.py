@@ -10,13 +10,14 @@ import numpy as np
 
 from .._jit import jit
 from .activations import dtanh
+from .affine import preactivation
 
 
 @jit
-def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope):
+def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope, gates):
     """One step of one vanilla layer; with ``need_slope``, ``slope`` receives phi'(a),
     the diagonal of D."""
-    a = np.dot(w_ih, inp) + np.dot(w_hh, h) + b_ih + b_hh
+    a = preactivation(w_ih, w_hh, b_ih, b_hh, inp, h, gates)
     N = h.shape[0]
     for i in range(N):
         if relu:

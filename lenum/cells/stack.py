@@ -27,11 +27,13 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     Bin = np.empty((S, N), dtype=dtype_like.dtype)  # only layers > 0 (input size N) use it
     diag = np.empty((2, N), dtype=dtype_like.dtype)
     tmp = np.empty((S, k), dtype=dtype_like.dtype)
-    return M, Bin, diag, tmp
+    gates = np.empty((2, w_hh.shape[1]), dtype=dtype_like.dtype)  # see cells.affine
+    return M, Bin, diag, tmp, gates
 
 
 @jit
-def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp, tangent):
+def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp, gates,
+               tangent):
     """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q."""
     L = w_hh.shape[0]
     N = w_hh.shape[2]
@@ -49,16 +51,16 @@ def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, 
         out_h = s_new[r0:r0 + N]
         if code == LSTM:
             lstm_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, s[r0 + N:r0 + S],
-                       out_h, s_new[r0 + N:r0 + S], M, diag, Bin, tangent, need_bin)
+                       out_h, s_new[r0 + N:r0 + S], M, diag, Bin, tangent, need_bin, gates)
         elif code == GRU:
             gru_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h, M, Bin,
-                      tangent, need_bin)
+                      tangent, need_bin, gates)
         elif code == GRU_RB:
             gru_reset_before_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h,
                                    M, Bin, tangent, need_bin)
         else:
             rnn_layer(code == RNN_RELU, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h,
-                      out_h, diag[0], tangent)
+                      out_h, diag[0], tangent, gates)
         if not tangent:
             continue
         Zl = Z[r0:r0 + S]
