@@ -17,6 +17,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from .._jit import CACHE
 from .cells import make_tangent
 from .qr import P, gpu_householder_qr
 
@@ -114,9 +115,12 @@ def build(dtype):
         "gpu_step_batch": gpu_step_batch,
         "gpu_qr_batch": gpu_qr_batch,
     }
-    ks.gpu_advance_network = cuda.jit(gpu_advance_network)
-    ks.gpu_step_batch = cuda.jit(gpu_step_batch)
-    ks.gpu_qr_batch = cuda.jit(gpu_qr_batch)
+    # cached on disk like the CPU kernels (numba-cuda keys a closure's entries on its
+    # captured values, so the float32 and float64 builds keep separate entries): a new
+    # process then loads the kernels instead of spending 10-20 s compiling them
+    ks.gpu_advance_network = cuda.jit(gpu_advance_network, cache=CACHE)
+    ks.gpu_step_batch = cuda.jit(gpu_step_batch, cache=CACHE)
+    ks.gpu_qr_batch = cuda.jit(gpu_qr_batch, cache=CACHE)
     ks.gpu_stack_step = gpu_stack_step
     ks.gpu_layer_tangent = gpu_layer_tangent
     return ks
