@@ -308,6 +308,21 @@ def _apply_block(V, T, transpose, C, W, W2, VW):
 
 
 @jit
+def _apply_block_at(V, T, transpose, X, r0, c0, cols, cbuf, wbuf, w2buf, vwbuf):
+    """:func:`_apply_block` on ``X[r0:, c0:c0 + cols]``, through contiguous buffers."""
+    m, jb = V.shape
+    C = cbuf[:m * cols].reshape((m, cols))
+    for i in range(m):
+        for c in range(cols):
+            C[i, c] = X[r0 + i, c0 + c]
+    _apply_block(V, T, transpose, C, wbuf[:jb * cols].reshape((jb, cols)),
+                 w2buf[:jb * cols].reshape((jb, cols)), vwbuf[:m * cols].reshape((m, cols)))
+    for i in range(m):
+        for c in range(cols):
+            X[r0 + i, c0 + c] = C[i, c]
+
+
+@jit
 def blocked_qr(A, Q, logs, work):
     """Blocked (compact WY) Householder QR; same contract as :func:`householder_qr`.
 
@@ -341,15 +356,7 @@ def blocked_qr(A, Q, logs, work):
         if rest == 0:
             continue
         # trailing columns: Q^T = H_last ... H_0, so the panel applies I - V T^T V^T
-        C = cbuf[:m * rest].reshape((m, rest))
-        for i in range(m):
-            for c in range(rest):
-                C[i, c] = A[j0 + i, j1 + c]
-        _apply_block(V, T, True, C, wbuf[:jb * rest].reshape((jb, rest)),
-                     w2buf[:jb * rest].reshape((jb, rest)), vwbuf[:m * rest].reshape((m, rest)))
-        for i in range(m):
-            for c in range(rest):
-                A[j0 + i, j1 + c] = C[i, c]
+        _apply_block_at(V, T, True, A, j0, j1, rest, cbuf, wbuf, w2buf, vwbuf)
     # Q = (I - V_0 T_0 V_0^T) ... (I - V_last T_last V_last^T) [I_k; 0], backwards; block
     # b touches rows and columns >= its first column only
     for i in range(n):
@@ -365,15 +372,7 @@ def blocked_qr(A, Q, logs, work):
         V = vbuf[:m * jb].reshape((m, jb))
         T = tbuf[blk * nb * nb:blk * nb * nb + jb * jb].reshape((jb, jb))
         _panel_v(A, j0, jb, V)
-        C = cbuf[:m * cols].reshape((m, cols))
-        for i in range(m):
-            for c in range(cols):
-                C[i, c] = Q[j0 + i, j0 + c]
-        _apply_block(V, T, False, C, wbuf[:jb * cols].reshape((jb, cols)),
-                     w2buf[:jb * cols].reshape((jb, cols)), vwbuf[:m * cols].reshape((m, cols)))
-        for i in range(m):
-            for c in range(cols):
-                Q[j0 + i, j0 + c] = C[i, c]
+        _apply_block_at(V, T, False, Q, j0, j0, cols, cbuf, wbuf, w2buf, vwbuf)
     _fix_signs(Q, work)
 
 
