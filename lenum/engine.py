@@ -189,6 +189,20 @@ class _Progress:
             self.bar.close()
 
 
+def _run_options(T, what, warmup, qr_every, tol, max_steps, units):
+    """The checked run options of a spectrum over ``T`` steps (``what`` names them in
+    errors: "sequences have"): ``(warmup, qr_every, tol, max_steps, T_run, scale)``."""
+    warmup = _int_arg("warmup", warmup, 0)
+    if warmup >= T:
+        raise ParameterError(f"warmup={warmup} leaves no counted steps: {what} T={T}")
+    qr_every = _int_arg("qr_every", qr_every, 1)
+    tol = _tol_arg(tol)
+    if max_steps is not None:
+        max_steps = _int_arg("max_steps", max_steps, 1)
+    T_run = T if max_steps is None else min(T, warmup + max_steps)
+    return warmup, qr_every, tol, max_steps, T_run, _units_scale(units)
+
+
 def _tol_arg(tol):
     if tol is None:
         return None
@@ -492,15 +506,8 @@ def lyapunov_spectrum(net, x, k=None, warmup=0, h0=None, c0=None, q0=None, qr_ev
     """
     B, T, single, k, dt, S0, Q0 = network_args(net, x, k, h0, c0, q0, dtype, input_name)
     n = net.state_size
-    warmup = _int_arg("warmup", warmup, 0)
-    if warmup >= T:
-        raise ParameterError(f"warmup={warmup} leaves no counted steps: sequences have T={T}")
-    qr_every = _int_arg("qr_every", qr_every, 1)
-    tol = _tol_arg(tol)
-    if max_steps is not None:
-        max_steps = _int_arg("max_steps", max_steps, 1)
-    T_run = T if max_steps is None else min(T, warmup + max_steps)
-    scale = _units_scale(units)
+    warmup, qr_every, tol, max_steps, T_run, scale = _run_options(
+        T, "sequences have", warmup, qr_every, tol, max_steps, units)
     device = _resolve_device(device, net.cell)
     weights = net.packed(dt)
 
@@ -595,15 +602,8 @@ def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nat
     J, k = jacobians_arg(J, k, q0)
     dt = J.dtype
     B, T, n, _ = J.shape
-    warmup = _int_arg("warmup", warmup, 0)
-    if warmup >= T:
-        raise ParameterError(f"warmup={warmup} leaves no counted steps: J has T={T}")
-    qr_every = _int_arg("qr_every", qr_every, 1)
-    tol = _tol_arg(tol)
-    if max_steps is not None:
-        max_steps = _int_arg("max_steps", max_steps, 1)
-    T_run = T if max_steps is None else min(T, warmup + max_steps)
-    scale = _units_scale(units)
+    warmup, qr_every, tol, max_steps, T_run, scale = _run_options(
+        T, "J has", warmup, qr_every, tol, max_steps, units)
     Q0 = _basis(q0, n, k, B, dt)
 
     def advance(b0, b1, t0, t1, Q, logsum, local):
