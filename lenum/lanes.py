@@ -76,6 +76,10 @@ def _vectors(context, builder, arrty, arr, offset, vecty):
 # target columns updated together by _reflect_columns: independent accumulators hide
 # the latency of the additions in the dot products, and v is loaded once for all
 _WIDTH = 4
+# the same for two reflectors at once in float64 (see _reflect_block), used from this
+# many rows: below, the single reflectors' wider column groups were as fast or faster
+_PAIR_WIDTH = 2
+_PAIR_MIN_ROWS = 128
 
 
 def _emit_reflect(context, builder, aty, a, pv, nr, first, stride, width, tau_v, vec,
@@ -104,6 +108,69 @@ def _emit_reflect(context, builder, aty, a, pv, nr, first, stride, width, tau_v,
             pcr = builder.gep(pc, [r])
             c = builder.load(pcr, align=align)
             builder.store(builder.fsub(c, builder.fmul(w, v)), pcr, align=align)
+
+
+def _emit_reflect_pair(context, builder, aty, a, pl, ph, nh, first, stride, width, tau_a,
+                       tau_b, a_is_lo, vec, align):
+    """LLVM code applying two adjacent reflectors, a then b, to ``width`` lane-columns.
+
+    The reflectors start at rows lo and hi = lo + 1; ``pl`` points at the lo reflector's
+    vector from row lo (its 1 there implicit), ``ph`` at the hi one's from row hi, and
+    ``nh`` counts the rows from hi.  The targets' pointers are taken at row lo.  The
+    second reflector's dot product is corrected for the first's update by v_lo . v_hi
+    (computed once for all targets), so each target is read twice and written once for
+    both reflectors instead of read four times and written twice: the loop was limited
+    by its loads and stores, not by its arithmetic.
+    """
+    one = ir.Constant(nh.type, 1)
+    pcs = [_vectors(context, builder, aty, a,
+                    builder.add(first, builder.mul(ir.Constant(first.type, w), stride)), vec)
+           for w in range(width)]
+    vl1 = builder.load(builder.gep(pl, [one]), align=align)  # v_lo at row hi
+    dot = cgutils.alloca_once(builder, vec)
+    builder.store(vl1, dot)
+    with cgutils.for_range_slice(builder, one, nh, one) as (r, _):
+        vl = builder.load(builder.gep(pl, [builder.add(r, one)]), align=align)
+        vh = builder.load(builder.gep(ph, [r]), align=align)
+        builder.store(builder.fadd(builder.load(dot), builder.fmul(vl, vh)), dot)
+    vlvh = builder.load(dot)
+    c0s = [builder.load(pc, align=align) for pc in pcs]
+    c1s = [builder.load(builder.gep(pc, [one]), align=align) for pc in pcs]
+    accl = [cgutils.alloca_once(builder, vec) for _ in range(width)]
+    acch = [cgutils.alloca_once(builder, vec) for _ in range(width)]
+    for al, ah, c0, c1 in zip(accl, acch, c0s, c1s):
+        builder.store(builder.fadd(c0, builder.fmul(vl1, c1)), al)
+        builder.store(c1, ah)
+    with cgutils.for_range_slice(builder, one, nh, one) as (r, _):
+        r1 = builder.add(r, one)
+        vl = builder.load(builder.gep(pl, [r1]), align=align)
+        vh = builder.load(builder.gep(ph, [r]), align=align)
+        for al, ah, pc in zip(accl, acch, pcs):
+            c = builder.load(builder.gep(pc, [r1]), align=align)
+            builder.store(builder.fadd(builder.load(al), builder.fmul(vl, c)), al)
+            builder.store(builder.fadd(builder.load(ah), builder.fmul(vh, c)), ah)
+    wls, whs = [], []
+    for al, ah in zip(accl, acch):
+        dl, dh = builder.load(al), builder.load(ah)
+        da = builder.select(a_is_lo, dl, dh)
+        db = builder.select(a_is_lo, dh, dl)
+        wa = builder.fmul(da, tau_a)
+        wb = builder.fmul(builder.fsub(db, builder.fmul(wa, vlvh)), tau_b)
+        wls.append(builder.select(a_is_lo, wa, wb))
+        whs.append(builder.select(a_is_lo, wb, wa))
+    for pc, c0, c1, wl, wh in zip(pcs, c0s, c1s, wls, whs):
+        builder.store(builder.fsub(c0, wl), pc, align=align)
+        builder.store(builder.fsub(c1, builder.fadd(builder.fmul(wl, vl1), wh)),
+                      builder.gep(pc, [one]), align=align)
+    with cgutils.for_range_slice(builder, one, nh, one) as (r, _):
+        r1 = builder.add(r, one)
+        vl = builder.load(builder.gep(pl, [r1]), align=align)
+        vh = builder.load(builder.gep(ph, [r]), align=align)
+        for pc, wl, wh in zip(pcs, wls, whs):
+            pcr = builder.gep(pc, [r1])
+            c = builder.load(pcr, align=align)
+            upd = builder.fadd(builder.fmul(wl, vl), builder.fmul(wh, vh))
+            builder.store(builder.fsub(c, upd), pcr, align=align)
 
 
 # reflectors applied to a column while it stays in cache (see _reflect_block)
@@ -137,24 +204,62 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
         lanes = ir.Constant(ity, LANES)
         n = builder.extract_value(context.make_array(aty)(context, builder, a).shape, 1)
         colstride = builder.mul(n, lanes)
-        wide = ir.Constant(ity, _WIDTH)
-        full = builder.sdiv(nc, wide)
+        two = ir.Constant(ity, 2)
 
-        def apply_all(j, width):
+        def vec_at(c, r):
+            # lane-column c of A from row r
+            return _vectors(context, builder, aty, a,
+                            builder.mul(builder.add(builder.mul(c, n), r), lanes), vec)
+
+        def tau_at(i):
+            return builder.load(_vectors(context, builder, tty, t, builder.mul(i, lanes), vec),
+                                align=align)
+
+        def apply_one(i, j, width):
+            first = builder.mul(builder.add(builder.mul(j, n), i), lanes)
+            _emit_reflect(context, builder, aty, a, vec_at(i, i), builder.sub(n, i), first,
+                          colstride, width, tau_at(i), vec, align)
+
+        def apply_singly(j, width):
             with cgutils.for_range_slice(builder, zero, nref_, one) as (q, _):
-                i = builder.add(i0_, builder.mul(st, q))
-                pv = _vectors(context, builder, aty, a,
-                              builder.mul(builder.add(builder.mul(i, n), i), lanes), vec)
-                tau_v = builder.load(_vectors(context, builder, tty, t,
-                                              builder.mul(i, lanes), vec), align=align)
-                first = builder.mul(builder.add(builder.mul(j, n), i), lanes)
-                _emit_reflect(context, builder, aty, a, pv, builder.sub(n, i), first,
-                              colstride, width, tau_v, vec, align)
+                apply_one(builder.add(i0_, builder.mul(st, q)), j, width)
 
-        with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
-            apply_all(builder.add(j0_, builder.mul(b, wide)), _WIDTH)
-        with cgutils.for_range_slice(builder, builder.mul(full, wide), nc, one) as (c, _):
-            apply_all(builder.add(j0_, c), 1)
+        def apply_paired(j, width):
+            # reflectors two at a time (steps are +-1, so a pair is adjacent), then the
+            # odd one out
+            a_is_lo = builder.icmp_signed(">", st, zero)
+            with cgutils.for_range_slice(builder, zero, builder.sdiv(nref_, two),
+                                         one) as (p, _):
+                ia = builder.add(i0_, builder.mul(st, builder.mul(p, two)))
+                ib = builder.add(ia, st)
+                lo = builder.select(a_is_lo, ia, ib)
+                hi = builder.add(lo, one)
+                first = builder.mul(builder.add(builder.mul(j, n), lo), lanes)
+                _emit_reflect_pair(context, builder, aty, a, vec_at(lo, lo), vec_at(hi, hi),
+                                   builder.sub(n, hi), first, colstride, width, tau_at(ia),
+                                   tau_at(ib), a_is_lo, vec, align)
+            odd = builder.icmp_signed("!=", builder.srem(nref_, two), zero)
+            with builder.if_then(odd):
+                apply_one(builder.add(i0_, builder.mul(st, builder.sub(nref_, one))), j, width)
+
+        def by_groups(width, apply):
+            wide = ir.Constant(ity, width)
+            full = builder.sdiv(nc, wide)
+            with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
+                apply(builder.add(j0_, builder.mul(b, wide)), width)
+            with cgutils.for_range_slice(builder, builder.mul(full, wide), nc, one) as (c, _):
+                apply(builder.add(j0_, c), 1)
+
+        # two reflectors' accumulators for _PAIR_WIDTH columns fit the 16 vector
+        # registers of AVX2 (a float64 lane-vector takes two)
+        pair_width = _PAIR_WIDTH if aty.dtype == types.float64 else _WIDTH
+        pairs = builder.and_(builder.icmp_signed(">=", nref_, two),
+                             builder.icmp_signed(">=", n, ir.Constant(ity, _PAIR_MIN_ROWS)))
+        with builder.if_else(pairs) as (paired, single):
+            with paired:
+                by_groups(pair_width, apply_paired)
+            with single:
+                by_groups(_WIDTH, apply_singly)
         return context.get_dummy_value()
 
     return sig, codegen

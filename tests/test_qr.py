@@ -78,9 +78,11 @@ def check_contract(A, Q, logs, tol):
 
 
 # sizes covering one column, square, k < n, several panels of the blocked kernel
-# (PANEL = 32) with a partial last one, and the dispatch threshold on both sides
+# (PANEL = 32) with a partial last one, and the dispatch threshold on both sides;
+# from 128 rows lanes_qr applies its reflectors in pairs: (140, 37) has panels of 16,
+# 16 and 5 reflectors, so pairs in both directions and an odd one out
 SIZES = [(1, 1), (5, 1), (3, 3), (8, 8), (17, 5), (40, 40), (47, 47), (48, 48),
-         (100, 37), (70, 70), (130, 16)]
+         (100, 37), (70, 70), (130, 16), (140, 37), (128, 128)]
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -233,7 +235,7 @@ def test_geqrf_refuses_a_short_workspace():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (33, 33), (70, 20)])
+@pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (33, 33), (70, 20), (140, 37)])
 def test_lanes_are_independent(dtype, n, k):
     """Each lane of lanes_qr is the QR of its own block, whatever the others hold: a
     NaN, a zero column, a tiny or a huge scale in one lane leaves the rest exact."""
