@@ -12,25 +12,22 @@ from .._jit import jit
 
 
 @jit
-def preactivation(w_ih, w_hh, b_ih, b_hh, inp, h, gates):
-    """``gates[0] = W_ih inp + W_hh h + b_ih + b_hh`` (``gates[1]`` is scratch)."""
-    a = gates[0]
-    u = gates[1]
-    np.dot(w_ih, inp, u)
-    np.dot(w_hh, h, a)
-    for i in range(a.shape[0]):
-        a[i] = ((u[i] + a[i]) + b_ih[i]) + b_hh[i]
-    return a
+def affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, split):
+    """The affine part of a layer's step in the rows of ``gates`` (2, G N).
 
-
-@jit
-def gate_inputs(w_ih, w_hh, b_ih, b_hh, inp, h, gates):
-    """``(W_ih inp + b_ih, W_hh h + b_hh)`` in ``gates[0]`` and ``gates[1]``."""
+    With ``split``, ``(W_ih inp + b_ih, W_hh h + b_hh)`` in ``gates[0]`` and
+    ``gates[1]`` (the GRU keeps them apart); otherwise the pre-activation
+    ``W_ih inp + W_hh h + b_ih + b_hh`` in ``gates[0]``.  Returns ``gates[0]``,
+    ``gates[1]``.
+    """
     gi = gates[0]
     gh = gates[1]
     np.dot(w_ih, inp, gi)
     np.dot(w_hh, h, gh)
     for i in range(gi.shape[0]):
-        gi[i] += b_ih[i]
-        gh[i] += b_hh[i]
+        if split:
+            gi[i] += b_ih[i]
+            gh[i] += b_hh[i]
+        else:
+            gi[i] = ((gi[i] + gh[i]) + b_ih[i]) + b_hh[i]
     return gi, gh

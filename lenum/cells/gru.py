@@ -16,13 +16,13 @@ import numpy as np
 
 from .._jit import jit
 from .activations import dtanh, sigmoid_and_slope
-from .affine import gate_inputs
+from .affine import affine
 
 
 @jit
 def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, gates):
     """One step of one GRU layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp."""
-    gi, gh = gate_inputs(w_ih, w_hh, b_ih, b_hh, inp, h, gates)
+    gi, gh = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, True)
     N = h.shape[0]
     for i in range(N):
         ar = gi[i] + gh[i]

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._jit import jit
 from .activations import dtanh, sigmoid_and_slope
-from .affine import preactivation
+from .affine import affine
 
 
 @jit
@@ -32,7 +32,7 @@ def _lstm_block(W, N, ci, cf, cg, co, oc, out, i):
 def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, need_m, need_bin,
                gates):
     """One step of one LSTM layer; fills ``M``, ``diag`` (2, N) and ``Bin``."""
-    a = preactivation(w_ih, w_hh, b_ih, b_hh, inp, h, gates)
+    a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False)
     N = h.shape[0]
     for i in range(N):
         ai, af, ag, ao = a[i], a[N + i], a[2 * N + i], a[3 * N + i]

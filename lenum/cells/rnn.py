@@ -10,14 +10,14 @@ import numpy as np
 
 from .._jit import jit
 from .activations import dtanh
-from .affine import preactivation
+from .affine import affine
 
 
 @jit
 def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope, gates):
     """One step of one vanilla layer; with ``need_slope``, ``slope`` receives phi'(a),
     the diagonal of D."""
-    a = preactivation(w_ih, w_hh, b_ih, b_hh, inp, h, gates)
+    a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False)
     N = h.shape[0]
     for i in range(N):
         if relu:
