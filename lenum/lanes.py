@@ -463,8 +463,15 @@ def gather(Z, m, A):
 def scatter(A, m, Q, b0):
     """Write lanes ``0..m-1`` of ``A`` (k, n, LANES) into ``Q[b0 + l]`` (n, k)."""
     k, n = A.shape[0], A.shape[1]
-    for ln in range(m):
-        Qb = Q[b0 + ln]
+    # lanes innermost: each cache line of A (one element of all lanes) is read once; a
+    # loop per lane outside re-read every line LANES times (scatter cost 2-4x gather's)
+    if m == LANES:  # a constant trip count, which the compiler unrolls
         for r in range(n):
             for c in range(k):
-                Qb[r, c] = A[c, r, ln]
+                for ln in range(LANES):
+                    Q[b0 + ln, r, c] = A[c, r, ln]
+        return
+    for r in range(n):
+        for c in range(k):
+            for ln in range(m):
+                Q[b0 + ln, r, c] = A[c, r, ln]
