@@ -63,3 +63,15 @@ def test_bench_qr_every_smoke(capsys):
     # the reference row is exact, and the leading exponents survive qr_every = 2
     assert rows[0]["error"] == 0.0 and rows[1]["top_error"] < 1e-8
     assert "| dtype | qr_every |" in capsys.readouterr().out
+
+
+def test_ab_versions_smoke(capsys):
+    """The A/B script imports two copies of the package side by side; two copies of the
+    same code must give the same exponents to the bit."""
+    root = os.path.join(BENCH, "..")
+    rows = load("ab_versions").main([root, root, "--cells", "rnn_tanh", "--sizes", "4",
+                                     "--k", "n", "--dtypes", "float64", "--repeats", "1",
+                                     "--work", "1e3"])
+    out = capsys.readouterr().out
+    assert len(rows) == 1 and np.isfinite(rows[0]) and rows[0] > 0
+    assert "| rnn_tanh | 4 | 4 | 4 | float64 |" in out and "| 0e+00 |" in out

@@ -1,0 +1,99 @@
+"""Two versions of lenum timed side by side in one process (an A/B run).
+
+Separate benchmark runs on a shared machine move by more than a small change does.
+This imports two copies of the package under different names, alternates their
+``lyapunov_spectrum`` calls on identical inputs, and reports old time / new time (the
+median of ``--repeats``) with the largest difference in the first 16 exponents.
+
+Usage (two checkouts, e.g. ``git worktree add ../old REV``)::
+
+    python benchmarks/ab_versions.py ../old .            # every cell, N, k, dtype
+    python benchmarks/ab_versions.py ../old . --cells lstm --sizes 64,128 --dtypes float32
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import reference  # noqa: E402
+
+# numba's kernels call SciPy's BLAS: load it before either copy limits BLAS threads
+import scipy.linalg.cython_blas  # noqa: E402, F401
+
+
+def load_versions(old_root, new_root, into):
+    """Copy each checkout's ``lenum`` to ``into`` as ``lenum_old`` / ``lenum_new`` and
+    import them (the package uses relative imports only, so a rename is enough)."""
+    import importlib
+
+    for name, root in (("lenum_old", old_root), ("lenum_new", new_root)):
+        shutil.copytree(os.path.join(root, "lenum"), os.path.join(into, name),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, into)
+    return importlib.import_module("lenum_old"), importlib.import_module("lenum_new")
+
+
+def compare(mods, cell, N, k_spec, dtype, repeats, work):
+    w = reference.random_weights(cell, N, 16)
+    n = 2 * N if cell == "lstm" else N
+    k = n if k_spec == "n" else min(int(k_spec), n)
+    B = 64 if N == 32 else 16
+    T = max(2, int(work / (B * (2 * n * n * k + 4 * n * k * k))))
+    x = np.random.default_rng(0).standard_normal((B, T, 16))
+    nets = {m: mods[m].Network.from_state_dict(cell, w) for m in mods}
+    out = {m: mods[m].lyapunov_spectrum(nets[m], x, k=k, dtype=dtype).per_sequence
+           for m in mods}  # compiles, and the exponents to compare
+    times = {m: [] for m in mods}
+    for _ in range(repeats):
+        for m in mods:
+            t = time.perf_counter()
+            mods[m].lyapunov_spectrum(nets[m], x, k=k, dtype=dtype)
+            times[m].append(time.perf_counter() - t)
+    speedup = np.median(times["old"]) / np.median(times["new"])
+    lead = float(np.max(np.abs(out["old"][:, :16] - out["new"][:, :16])))
+    return n, k, B, speedup, lead
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("old", help="checkout holding the old lenum/")
+    p.add_argument("new", help="checkout holding the new lenum/")
+    p.add_argument("--cells", default="rnn_tanh,lstm,gru")
+    p.add_argument("--sizes", default="32,64,128,256")
+    p.add_argument("--k", default="n,16")
+    p.add_argument("--dtypes", default="float64,float32")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--work", type=float, default=3e7, help="tangent flops per run")
+    args = p.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old, new = load_versions(args.old, args.new, tmp)
+        mods = {"old": old, "new": new}
+        print("| cell | N | n | k | dtype | B | speed-up | leading diff |")
+        print("|---|---|---|---|---|---|---|---|")
+        for dtype in args.dtypes.split(","):
+            for cell in args.cells.split(","):
+                for N in (int(s) for s in args.sizes.split(",")):
+                    if cell == "lstm" and N > 128:
+                        continue  # n = 512: minutes per case
+                    for k in args.k.split(","):
+                        n, kk, B, sp, lead = compare(mods, cell, N, k, dtype, args.repeats,
+                                                     args.work)
+                        rows.append(sp)
+                        print(f"| {cell} | {N} | {n} | {kk} | {dtype} | {B} | {sp:.2f} | "
+                              f"{lead:.0e} |", flush=True)
+    print(f"\nmedian speed-up {np.median(rows):.2f} over {len(rows)} cases "
+          f"({min(rows):.2f}-{max(rows):.2f})")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
