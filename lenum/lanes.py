@@ -322,9 +322,7 @@ def _scale_lanes(typingctx, A, off, nrows, S, soff, sgn):
         align = context.get_abi_sizeof(fp)
         factor = builder.load(_vectors(context, builder, sty, sarr, so, vec), align=align)
         g = context.cast(builder, sg, gty, aty.dtype)
-        gv = cgutils.alloca_once(builder, vec)
-        builder.store(ir.Constant(vec, None), gv)
-        splat = builder.load(gv)
+        splat = ir.Constant(vec, None)
         for ln in range(LANES):
             splat = builder.insert_element(splat, g, ir.Constant(ir.IntType(32), ln))
         factor = builder.fmul(factor, splat)
