@@ -9,9 +9,9 @@ horizontal sums, no branches.  3-13x faster than LAPACK up to 32 rows, 1.9-3.2x 
 96 and 1.0-1.8x up to 256 (benchmarks/RESULTS.md).
 
 numba leaves LLVM's SLP vectorizer off and fully unrolls a loop of 8 lanes before its
-loop vectorizer sees it, so the two inner kernels (a reflector applied to columns, a
-sum of squares) are written as LLVM vector code through numba intrinsics; the rest is
-plain numba.
+loop vectorizer sees it, so the inner kernels (reflectors applied to columns, singly
+or two per pass; a sum of squares; the per-lane scalings) are written as LLVM vector
+code through numba intrinsics; the rest is plain numba.
 
 The contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(R) >= 0,
 ``log|R_jj|``, ``-inf`` for a zero column (identity reflector), NaN for a block with a
