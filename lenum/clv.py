@@ -38,7 +38,7 @@ import tempfile
 import numpy as np
 
 from ._jit import jit
-from .cpu import num_threads, over_sequences
+from .cpu import copy_block, num_threads, over_sequences
 from .cells.stack import make_workspace, stack_step
 from .engine import (
     _WINDOW,
@@ -86,18 +86,10 @@ def _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
         bad[b] = t
         return False
     if store:
-        _copy(R, Rout[b, t])
+        copy_block(R, Rout[b, t])
         if t < q_count:
-            _copy(Q[b], Qout[b, t])
+            copy_block(Q[b], Qout[b, t])
     return True
-
-
-@jit
-def _copy(src, dst):
-    # element loops rather than ``dst[...] = src``: see lenum.cpu.qr_group
-    for i in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[i, j] = src[i, j]
 
 
 @jit
@@ -118,7 +110,7 @@ def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b
                 break
             stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
                        M, Bin, diag, tmp, gates, True)
-            for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.qr_group
+            for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.copy_block
                 S[b, i] = s_new[i]
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
                 break

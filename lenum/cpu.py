@@ -76,6 +76,18 @@ def _record(logs, logsum, local, block, length, keep_local):
 
 
 @jit
+def copy_block(src, dst):
+    """``dst[:, :] = src`` for 2-D arrays, as element loops.
+
+    A slice assignment from an array makes numba compile its shape-mismatch message
+    with string formatting: 2-4 s of cold compile per number of dimensions.
+    """
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@jit
 def group_size(B, n, k):
     """Sequences advanced together: LANES when their QR can run interleaved."""
     return LANES if pays(B, n, k) else 1
@@ -96,12 +108,8 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
     """
     qr, counted, block, length = counting(tg, T, warmup, qr_every)
     if not qr:
-        # element loops, not ``Q[b] = Z[ln]``: numba compiles a slice assignment's
-        # shape-mismatch message with string formatting, 2-4 s of cold compile each
         for ln in range(m):
-            for i in range(Z.shape[1]):
-                for j in range(Z.shape[2]):
-                    Q[b0 + ln, i, j] = Z[ln, i, j]
+            copy_block(Z[ln], Q[b0 + ln])
         return
     if pays(m, Z.shape[1], Z.shape[2]):
         A, llogs, tau, ss = lanes
@@ -145,7 +153,7 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
                 b = b0 + ln
                 stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b],
                            Z[ln], M, Bin, diag, tmp, gates, True)
-                for i in range(n):
+                for i in range(n):  # not S[b, :] = s_new: see copy_block
                     S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
                      keep_local, lanes, logs, work)
