@@ -73,7 +73,7 @@ def _vectors(context, builder, arrty, arr, offset, vecty):
     return builder.bitcast(builder.gep(data, [offset]), vecty.as_pointer())
 
 
-# target columns updated together by _reflect_columns: independent accumulators hide
+# target columns updated together by _emit_reflect: independent accumulators hide
 # the latency of the additions in the dot products, and v is loaded once for all
 _WIDTH = 4
 # the same for two reflectors at once in float64 (see _reflect_block), used in

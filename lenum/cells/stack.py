@@ -23,8 +23,10 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     """Per-sequence scratch arrays for :func:`stack_step`."""
     N = w_hh.shape[2]
     S = 2 * N if code == LSTM else N
-    M = np.empty((S, N), dtype=dtype_like.dtype)
-    Bin = np.empty((S, N), dtype=dtype_like.dtype)  # only layers > 0 (input size N) use it
+    # the vanilla cells never form J's blocks (their tangent is D (W Q)): no M, Bin
+    rows = 0 if code == RNN_TANH or code == RNN_RELU else S
+    M = np.empty((rows, N), dtype=dtype_like.dtype)
+    Bin = np.empty((rows, N), dtype=dtype_like.dtype)  # only layers > 0 (input N) use it
     diag = np.empty((2, N), dtype=dtype_like.dtype)
     tmp = np.empty((S, k), dtype=dtype_like.dtype)
     gates = np.empty((2, w_hh.shape[1]), dtype=dtype_like.dtype)  # see cells.affine
