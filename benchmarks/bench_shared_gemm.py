@@ -8,6 +8,12 @@
               B small GEMMs, no N^2 work per sequence.
 ``shared``    one GEMM ``W_hh @ [Q_1 | ... | Q_B]`` (N x Bk), then scale rows and copy
               each sequence's block out for its QR (and the QR's Q back in).
+``copies``    ``scaled`` plus, per group of LANES sequences, the copies into and out
+              of the interleaved layout of the group QR (``lenum.lanes``): the engine's
+              vanilla path before ``interleaved``.
+``interleaved`` ``lenum.lanes.shared_product`` on bases kept interleaved, LANES
+              sequences per product, with no copies (what the engine does now for a
+              group of vanilla sequences).
 
 Each variant runs one thread with a one-threaded BLAS (one worker of the engine), and
 is timed with the thread's CPU time, so other load on the machine does not count.
@@ -31,6 +37,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (loaded before threadpoolctl look
 from threadpoolctl import threadpool_limits
 
 from lenum._jit import jit
+from lenum.lanes import LANES, gather, scatter, shared_product
 from lenum.qr import qr_logdiag, work_rows
 
 
@@ -80,6 +87,24 @@ def shared(W, D, Qcat, Zcat, Z, Q, reps):
 
 
 @jit
+def copies(W, D, Q, Z, M, A, reps):
+    B = D.shape[0]
+    for _ in range(reps):
+        scaled(W, D, Q, Z, M, 1)
+        for b0 in range(0, B, LANES):
+            gather(Z[b0:b0 + LANES], LANES, A)
+            scatter(A, LANES, Q, b0)
+
+
+@jit
+def interleaved(W, DA, QA, ZA, reps):
+    top, no, yes = np.intp(0), np.bool_(False), np.bool_(True)
+    for _ in range(reps):
+        for g in range(QA.shape[0]):
+            shared_product(W, QA[g], top, ZA[g], top, DA[g], no, yes)
+
+
+@jit
 def qr_all(Z, Q, A, logs, work, reps):
     for _ in range(reps):
         for b in range(Z.shape[0]):
@@ -101,7 +126,8 @@ def _time(fn, args, B, budget=0.3, repeats=5):
 
 
 def measure(N, k, B, dtype):
-    """Seconds per sequence-step of each tangent variant, and of the QR."""
+    """Seconds per sequence-step of each tangent variant, and of the QR (B a multiple
+    of LANES)."""
     rng = np.random.default_rng(0)
     W = (rng.standard_normal((N, N)) / np.sqrt(N)).astype(dtype)
     D = rng.uniform(0.1, 1.0, (B, N)).astype(dtype)
@@ -110,10 +136,17 @@ def measure(N, k, B, dtype):
     M = np.empty((N, N), dtype=dtype)
     Qcat = np.ascontiguousarray(Q.transpose(1, 0, 2).reshape(N, B * k))
     Zcat = np.empty_like(Qcat)
+    # B / LANES groups, each (k, N, LANES): the lanes layout
+    QA = np.ascontiguousarray(Q.reshape(B // LANES, LANES, N, k).transpose(0, 3, 2, 1))
+    ZA = np.empty_like(QA)
+    DA = np.ascontiguousarray(D.reshape(B // LANES, LANES, N).transpose(0, 2, 1))
+    A = np.empty(QA.shape[1:], dtype=dtype)
     out = {
         "explicit": _time(explicit, (W, D, Q, Z, M), B),
         "scaled": _time(scaled, (W, D, Q, Z, M), B),
         "shared": _time(shared, (W, D, Qcat, Zcat, Z, Q), B),
+        "copies": _time(copies, (W, D, Q.copy(), Z, M, A), B),
+        "interleaved": _time(interleaved, (W, DA, QA, ZA), B),
     }
     # sanity: all three give the same product
     explicit(W, D, Q, Z, M, 1)
@@ -124,6 +157,8 @@ def measure(N, k, B, dtype):
     shared(W, D, Qcat, Zcat, Z, Q, 1)
     tol = 1e-4 if dtype == "float32" else 1e-10
     assert np.allclose(Z1, Z2, atol=tol) and np.allclose(Z1, Z, atol=tol)
+    interleaved(W, DA, QA, ZA, 1)
+    assert np.allclose(Z1, ZA.transpose(0, 3, 2, 1).reshape(B, N, k), atol=tol)
     A = np.empty((N, k), dtype=dtype)
     work = np.empty((work_rows(N), k), dtype=dtype)
     out["qr"] = _time(qr_all, (Z1, Q.copy(), A, np.empty(k), work), B)
@@ -132,23 +167,26 @@ def measure(N, k, B, dtype):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="32,64")
+    p.add_argument("--sizes", default="32,64,128,256")
     p.add_argument("--dtype", default="float64,float32")
     a = p.parse_args(argv)
-    print("| dtype | N | k | B | explicit (us) | scaled (us) | shared (us) | QR (us) "
-          "| explicit / shared | tangent share of step (explicit) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| dtype | N | k | B | explicit (us) | scaled (us) | shared (us) | copies (us) "
+          "| interleaved (us) | QR (us) | explicit / shared | copies / interleaved "
+          "| interleaved GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with threadpool_limits(limits=1, user_api="blas"):
         for dtype in a.dtype.split(","):
             for N in [int(s) for s in a.sizes.split(",")]:
                 B = 64 if N <= 32 else 16
                 for k in sorted({N, 16}, reverse=True):
                     r = measure(N, k, B, dtype)
-                    share = r["explicit"] / (r["explicit"] + r["qr"])
+                    rate = 2 * N * N * k / r["interleaved"] / 1e9
                     print(f"| {dtype} | {N} | {k} | {B} | {r['explicit'] * 1e6:.2f} "
                           f"| {r['scaled'] * 1e6:.2f} | {r['shared'] * 1e6:.2f} "
+                          f"| {r['copies'] * 1e6:.2f} | {r['interleaved'] * 1e6:.2f} "
                           f"| {r['qr'] * 1e6:.2f} | {r['explicit'] / r['shared']:.2f} "
-                          f"| {share:.2f} |", flush=True)
+                          f"| {r['copies'] / r['interleaved']:.2f} | {rate:.1f} |",
+                          flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import make_workspace, stack_step
+from .cells.stack import RNN_RELU, RNN_TANH, make_workspace, stack_step, vanilla_group_step
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
 
@@ -75,6 +75,12 @@ def _record(logs, logsum, local, block, length, keep_local):
             local[block, j] = logs[j] / length
 
 
+@jit(inline="always")
+def _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local):
+    for ln in range(m):
+        _record(llogs[:, ln], logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
+
+
 @jit
 def copy_block(src, dst):
     """``dst[:, :] = src`` for 2-D arrays, as element loops.
@@ -117,9 +123,7 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
         lanes_qr(A, llogs, tau, ss)
         scatter(A, m, Q, b0)
         if counted:
-            for ln in range(m):
-                _record(llogs[:, ln], logsum[b0 + ln], local[b0 + ln], block, length,
-                        keep_local)
+            _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
         return
     for ln in range(m):
         qr_logdiag(Z[ln], Q[b0 + ln], logs, work)
@@ -137,6 +141,37 @@ def _workspace(B, n, k, dtype_like):
     return G, Z, lanes, logs, work
 
 
+@jit(inline="always")
+def _vanilla_window(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local, t0, T,
+                    warmup, qr_every, keep_local, QA, lanes, D, XA, HA, HN, P):
+    """The window for the vanilla sequences ``b0 .. b0 + m - 1``, their states and bases
+    interleaved throughout (:func:`lenum.cells.stack.vanilla_group_step`): the QR works
+    in place, and states and bases are copied in and out once per window, not once per
+    step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
+    A, llogs, tau, ss = lanes
+    ZA = A
+    gather(Q[b0:b0 + m], m, QA)
+    for r in range(S.shape[1]):
+        for ln in range(LANES):
+            HA[0, r, ln] = S[b0 + (ln if ln < m else 0), r]
+    for t in range(X.shape[1]):
+        for j in range(X.shape[2]):
+            for ln in range(LANES):
+                XA[0, j, ln] = X[b0 + (ln if ln < m else 0), t, j]
+        vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, D)
+        qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
+        if qr:
+            lanes_qr(ZA, llogs, tau, ss)
+            if counted:
+                _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+        QA, ZA = ZA, QA
+        HA, HN = HN, HA
+    scatter(QA, m, Q, b0)
+    for ln in range(m):
+        for r in range(S.shape[1]):
+            S[b0 + ln, r] = HA[0, r, ln]
+
+
 @jit
 def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
                      warmup, qr_every, keep_local):
@@ -144,10 +179,24 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
     G, Z, lanes, logs, work = _workspace(B, n, k, X)
+    vanilla = code == RNN_TANH or code == RNN_RELU
+    # a vanilla group's second interleaved basis, and its slopes (L, N, LANES)
+    grouped = vanilla and G > 1
+    QA = np.empty((k if grouped else 0, n, LANES), dtype=X.dtype)
+    D = np.empty((w_hh.shape[0] if grouped else 0, w_hh.shape[2], LANES), dtype=X.dtype)
+    XA = np.empty((1, X.shape[2] if grouped else 0, LANES), dtype=X.dtype)
+    HA = np.empty((1, n if grouped else 0, LANES), dtype=X.dtype)
+    HN = np.empty_like(HA)
+    P = np.empty((1, w_hh.shape[2] if grouped else 0, LANES), dtype=X.dtype)
     # groups of sequences advance together through the window, so that their QRs can
     # run interleaved; one call site of stack_step keeps the compiled code small
     for b0 in range(0, B, G):
         m = min(G, B - b0)
+        if vanilla and pays(m, n, k):
+            _vanilla_window(code == RNN_RELU, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m,
+                            logsum, local, t0, T, warmup, qr_every, keep_local, QA, lanes, D,
+                            XA, HA, HN, P)
+            continue
         for t in range(X.shape[1]):
             for ln in range(m):
                 b = b0 + ln

@@ -1,4 +1,5 @@
-"""Householder QR of several sequences' blocks at once, one sequence per SIMD lane.
+"""Householder QR of several sequences' blocks at once, one sequence per SIMD lane,
+and the product of one matrix with such interleaved blocks.
 
 A step of a small network is too little work for LAPACK: at 32 rows its QR runs at
 2-4 GFLOP/s, mostly call overhead and short vectors.  Here ``LANES`` blocks of the
@@ -13,7 +14,12 @@ loop vectorizer sees it, so the inner kernels (reflectors applied to columns, si
 or two per pass; a sum of squares; the per-lane scalings) are written as LLVM vector
 code through numba intrinsics; the rest is plain numba.
 
-The contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(R) >= 0,
+Vanilla sequences share their matrices, so their tangents D (W Q) can be formed in the
+same layout (:func:`shared_product`: each entry of W broadcast against a lane-vector,
+at 30-43 GFLOP/s in float64 and 63-90 in float32 on one core), and a group's states
+and bases then stay interleaved from step to step.
+
+The QR's contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(R) >= 0,
 ``log|R_jj|``, ``-inf`` for a zero column (identity reflector), NaN for a block with a
 NaN or Inf.
 """
@@ -335,6 +341,134 @@ def _scale_lanes(typingctx, A, off, nrows, S, soff, sgn):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# rows x lane-columns of the output accumulated at once by _shared_product: each X
+# vector loaded is used for ROWS products and each W entry for COLS; 4 x 1 (float64,
+# 8 vector registers of accumulators) and 4 x 2 (float32) were the fastest of the
+# shapes measured (2 x 1 to 8 x 1 and 2 x 2 to 4 x 4; benchmarks/RESULTS.md)
+_PRODUCT_ROWS = 4
+_PRODUCT_COLS = {types.float64: 1, types.float32: 2}
+
+
+@intrinsic
+def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
+    """``Y[c, yr0 + i] = [D[i] *] ([Y[c, yr0 + i] +] sum_r W[i, r] X[c, xr0 + r])`` for
+    every lane-column c of X (k, ., LANES), i < W.shape[0], r < W.shape[1].
+
+    One matrix ``W`` shared by all lanes, times LANES interleaved blocks: each W entry
+    is broadcast and multiplied into a lane-vector of X.  ``D`` (W.shape[0], LANES)
+    scales row i lane by lane when ``scale``.  Shapes are the caller's to check.
+    """
+    if not (_c_array(W, 2) and _c_array(X, 3) and _c_array(Y, 3) and _c_array(D, 2)
+            and W.dtype == X.dtype == Y.dtype == D.dtype):
+        return None
+    sig = types.void(W, X, xr0, Y, yr0, D, accumulate, scale)
+
+    def codegen(context, builder, signature, args):
+        w, x, xr, y, yr, d, acc_flag, sc_flag = args
+        wty, xty, xrty, yty, yrty, dty, accty, scty = signature.args
+        fp = context.get_value_type(wty.dtype)
+        vec = ir.VectorType(fp, LANES)
+        align = context.get_abi_sizeof(fp)
+        # the products may be fused into FMAs: round-off only, as in any GEMM
+        fl = ("contract",)
+        xr = context.cast(builder, xr, xrty, types.intp)
+        yr = context.cast(builder, yr, yrty, types.intp)
+        acc_flag = context.cast(builder, acc_flag, accty, types.boolean)
+        sc_flag = context.cast(builder, sc_flag, scty, types.boolean)
+        wa = context.make_array(wty)(context, builder, w)
+        rows = builder.extract_value(wa.shape, 0)
+        cols = builder.extract_value(wa.shape, 1)
+        k = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 0)
+        nx = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
+        ny = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 1)
+        ity = rows.type
+        zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
+        lanes = ir.Constant(ity, LANES)
+        i32 = ir.IntType(32)
+        undef = ir.Constant(vec, None)
+        bcast = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+
+        def splat(s):
+            return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)),
+                                          undef, bcast)
+
+        def lane_col(arty, arr, n, c, r):
+            return _vectors(context, builder, arty, arr,
+                            builder.mul(builder.add(builder.mul(c, n), r), lanes), vec)
+
+        def tile(c0, ncol, i0, nrow):
+            cs = [builder.add(c0, ir.Constant(ity, j)) for j in range(ncol)]
+            px = [lane_col(xty, x, nx, c, xr) for c in cs]
+            py = [lane_col(yty, y, ny, c, builder.add(yr, i0)) for c in cs]
+            pw = [builder.gep(wa.data, [builder.mul(builder.add(i0, ir.Constant(ity, q)), cols)])
+                  for q in range(nrow)]
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vec, None))
+                     for _ in range(nrow)] for _ in cs]
+            with cgutils.for_range_slice(builder, zero, cols, one) as (r, _):
+                xs = [builder.load(builder.gep(p, [r]), align=align) for p in px]
+                for q in range(nrow):
+                    s = splat(builder.load(builder.gep(pw[q], [r])))
+                    for xv, acc in zip(xs, accs):
+                        builder.store(builder.fadd(builder.load(acc[q]),
+                                                   builder.fmul(s, xv, flags=fl), flags=fl),
+                                      acc[q])
+            pd = _vectors(context, builder, dty, d, builder.mul(i0, lanes), vec)
+            for p, acc in zip(py, accs):
+                for q in range(nrow):
+                    pq = builder.gep(p, [ir.Constant(ity, q)])
+                    with builder.if_then(acc_flag):
+                        builder.store(builder.fadd(builder.load(pq, align=align),
+                                                   builder.load(acc[q])), acc[q])
+                    with builder.if_then(sc_flag):
+                        dq = builder.load(builder.gep(pd, [ir.Constant(ity, q)]), align=align)
+                        builder.store(builder.fmul(builder.load(acc[q]), dq), acc[q])
+                    builder.store(builder.load(acc[q]), pq, align=align)
+
+        def blocked(n, size):
+            # (start of the full blocks' range, end of it) for n items in blocks of size
+            return builder.mul(builder.sdiv(n, ir.Constant(ity, size)), ir.Constant(ity, size))
+
+        def over_rows(c0, ncol):
+            full = blocked(rows, _PRODUCT_ROWS)
+            with cgutils.for_range_slice(builder, zero, full,
+                                         ir.Constant(ity, _PRODUCT_ROWS)) as (i0, _):
+                tile(c0, ncol, i0, _PRODUCT_ROWS)
+            with cgutils.for_range_slice(builder, full, rows, one) as (i0, _):
+                tile(c0, ncol, i0, 1)
+
+        width = _PRODUCT_COLS[wty.dtype]
+        full = blocked(k, width)
+        with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, width)) as (c0, _):
+            over_rows(c0, width)
+        if width > 1:
+            with cgutils.for_range_slice(builder, full, k, one) as (c0, _):
+                over_rows(c0, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit
+def shared_product(W, X, xr0, Y, yr0, D, accumulate, scale):
+    """One matrix times LANES interleaved blocks, into rows of interleaved blocks.
+
+    ``Y[c, yr0 + i, l] = D[i, l] * (Y[c, yr0 + i, l] + sum_r W[i, r] X[c, xr0 + r, l])``
+    for each lane-column c, where the ``D`` factor applies only with ``scale`` and the
+    ``Y`` term only with ``accumulate``.  A vanilla layer's tangent D (W Q) for a
+    group of sequences, which share W: 1.5-5x faster than one BLAS product per
+    sequence plus the copies into and out of the interleaved layout
+    (benchmarks/RESULTS.md).  ``X`` and ``Y`` (k, ., LANES) are C-contiguous; ``Y``
+    must not share the rows read from ``X``.
+    """
+    m, p = W.shape
+    if (X.shape[2] != LANES or Y.shape[2] != LANES or X.shape[0] != Y.shape[0]
+            or xr0 < 0 or yr0 < 0 or xr0 + p > X.shape[1] or yr0 + m > Y.shape[1]
+            or D.shape[0] < m or D.shape[1] != LANES):
+        # the vector code computes addresses from these shapes (a caller's bug)
+        raise ValueError("shared_product: shapes do not match")
+    _shared_product(W, X, xr0, Y, yr0, D, accumulate, scale)
 
 
 @jit

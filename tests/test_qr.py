@@ -285,3 +285,66 @@ def test_lanes_refuses_wrong_shapes():
     with pytest.raises(ValueError, match="make_lanes"):
         lanes.lanes_qr(np.zeros((7, 6, lanes.LANES)), np.zeros((7, lanes.LANES)),
                        np.zeros((7, lanes.LANES)), ss)
+
+
+# ------------------------------------------------------------- shared_product
+
+
+def _shared_product_oracle(W, X, xr0, Y, yr0, D, accumulate, scale):
+    """lenum.lanes.shared_product written with one NumPy product per lane."""
+    out = Y.copy()
+    m, p = W.shape
+    for ln in range(lanes.LANES):
+        block = W @ X[:, xr0:xr0 + p, ln].T  # (m, k): W times lane ln's columns
+        if accumulate:
+            block = block + Y[:, yr0:yr0 + m, ln].T
+        if scale:
+            block = D[:m, ln, None] * block
+        out[:, yr0:yr0 + m, ln] = block.T
+    return out
+
+
+@given(
+    m=st.integers(1, 11),
+    p=st.integers(1, 11),
+    k=st.integers(1, 5),
+    xr0=st.integers(0, 3),
+    yr0=st.integers(0, 3),
+    accumulate=st.booleans(),
+    scale=st.booleans(),
+    dtype=st.sampled_from(["float64", "float32"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_shared_product_matches_per_lane_products(m, p, k, xr0, yr0, accumulate, scale,
+                                                  dtype, seed):
+    """Every row-block and column remainder of the register tiles (rows 4 at a time,
+    columns 1 or 2), offsets, and both flags, against a product per lane; rows of Y
+    outside yr0 .. yr0 + m - 1 must not change."""
+    rng = np.random.default_rng(seed)
+    L = lanes.LANES
+    W = rng.standard_normal((m, p)).astype(dtype)
+    X = rng.standard_normal((k, xr0 + p + 1, L)).astype(dtype)
+    Y = rng.standard_normal((k, yr0 + m + 2, L)).astype(dtype)
+    D = rng.standard_normal((m, L)).astype(dtype)
+    expected = _shared_product_oracle(W.astype(float), X.astype(float), xr0, Y.astype(float),
+                                      yr0, D.astype(float), accumulate, scale)
+    got = Y.copy()
+    lanes.shared_product(W, X, xr0, got, yr0, D, accumulate, scale)
+    tol = (1e-13 if dtype == "float64" else 1e-5) * (p + 1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+    untouched = np.ones(Y.shape[1], bool)
+    untouched[yr0:yr0 + m] = False
+    np.testing.assert_array_equal(got[:, untouched], Y[:, untouched])
+
+
+def test_shared_product_refuses_wrong_shapes():
+    L = lanes.LANES
+    W, D = np.ones((3, 4)), np.ones((3, L))
+    X, Y = np.ones((2, 4, L)), np.ones((2, 3, L))
+    lanes.shared_product(W, X, 0, Y, 0, D, False, True)
+    for args in [(W, X, 1, Y, 0), (W, X, 0, Y, 1), (W, np.ones((2, 4, L - 1)), 0, Y, 0),
+                 (W, X, 0, np.ones((3, 3, L)), 0), (W, X, -1, Y, 0)]:
+        with pytest.raises(ValueError, match="shared_product"):
+            lanes.shared_product(*args, D, False, True)
+    with pytest.raises(ValueError, match="shared_product"):
+        lanes.shared_product(W, X, 0, Y, 0, np.ones((2, L)), False, True)

@@ -10,9 +10,11 @@ the identity.
 import numpy as np
 
 from .._jit import jit
+from ..lanes import LANES, shared_product
 from .gru import gru_layer
 from .gru_reset_before import gru_reset_before_layer
 from .lstm import lstm_layer
+from .activations import dtanh
 from .rnn import rnn_layer
 
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RB = 0, 1, 2, 3, 4
@@ -90,3 +92,53 @@ def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, 
             # the cross-layer chain: this layer's input is the new h below
             np.dot(Bin, Z[r0 - S:r0 - S + N], tmp)
             Zl += tmp
+
+
+@jit
+def vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, D):
+    """One step of a group of vanilla sequences, everything interleaved
+    (:mod:`lenum.lanes` layout, sequence l in lane l): states ``HA`` -> ``HN`` and
+    tangents ``ZA = J_t QA``.
+
+    The sequences share W, so each product is one matrix times all lanes at once
+    (:func:`lenum.lanes.shared_product`): the affine part W_ih x + W_hh h + b_ih + b_hh,
+    in the order of :func:`lenum.cells.affine.affine`, and each layer's tangent
+    Z_l = D_l (W_hh Q_l + W_ih Z_{l-1}).  ``XA`` (1, d, LANES) holds the inputs,
+    ``HA``, ``HN`` (1, n, LANES) the states, ``QA``, ``ZA`` (k, n, LANES) the bases;
+    ``D`` (L, N, LANES) receives the slopes, ``P`` (1, N, LANES) is scratch.
+    """
+    L = w_hh.shape[0]
+    N = w_hh.shape[2]
+    # offsets and flags as run-time values: constants would be typed as literals, and
+    # each combination would compile its own copy of the product's vector code
+    no, yes = np.bool_(False), np.bool_(True)
+    top = np.intp(0)
+    for layer in range(L):
+        r0 = layer * N
+        Dl = D[layer]
+        if layer == 0:
+            shared_product(w_ih0, XA, top, P, top, Dl, no, no)
+        else:
+            shared_product(w_ihr[layer - 1], HN, r0 - N, P, top, Dl, no, no)
+        shared_product(w_hh[layer], HA, r0, P, top, Dl, yes, no)
+        bi = b_ih[layer]
+        bh = b_hh[layer]
+        for i in range(N):
+            for ln in range(LANES):
+                a = P[0, i, ln] + bi[i] + bh[i]
+                if relu:
+                    # NaN (an overflowed state) must propagate, as in rnn_layer
+                    if a > 0 or a != a:
+                        HN[0, r0 + i, ln] = a
+                        Dl[i, ln] = 1.0
+                    else:
+                        HN[0, r0 + i, ln] = 0.0
+                        Dl[i, ln] = 0.0
+                else:
+                    HN[0, r0 + i, ln] = np.tanh(a)
+                    Dl[i, ln] = dtanh(a)
+    for layer in range(L):
+        r0 = layer * N
+        if layer > 0:
+            shared_product(w_ihr[layer - 1], ZA, r0 - N, ZA, r0, D[layer], no, no)
+        shared_product(w_hh[layer], QA, r0, ZA, r0, D[layer], layer > 0, yes)
