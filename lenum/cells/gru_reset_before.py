@@ -43,28 +43,36 @@ def gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m
     need_m, need_bin : bool
     """
     N = h.shape[0]
-    gi = np.dot(w_ih, inp) + b_ih
-    # only the r and z rows of W_hh act on h itself; the n rows act on r * h
-    w_hr = np.ascontiguousarray(w_hh[0:N])
-    w_hz = np.ascontiguousarray(w_hh[N:2 * N])
-    w_hn = np.ascontiguousarray(w_hh[2 * N:3 * N])
-    ghr = np.dot(w_hr, h)
-    ghz = np.dot(w_hz, h)
-    r = np.empty_like(h)
-    z = np.empty_like(h)
-    u = np.empty_like(h)  # h * sigma'(a_r): how r h moves with a_r
-    sz = np.empty_like(h)  # sigma'(a_z)
+    # element loops and np.dot into arrays, no array expressions: each of those
+    # compiled its own loop nest (seconds of cold compile) and allocated per step.
+    # Row slices of a C-contiguous matrix are C-contiguous, as np.dot needs.
+    gi = np.empty(3 * N, dtype=h.dtype)
+    np.dot(w_ih, inp, gi)
+    w_hr = w_hh[0:N]
+    w_hz = w_hh[N:2 * N]
+    w_hn = w_hh[2 * N:3 * N]
+    ghr = np.empty(N, dtype=h.dtype)
+    ghz = np.empty(N, dtype=h.dtype)
+    np.dot(w_hr, h, ghr)
+    np.dot(w_hz, h, ghz)
+    r = np.empty(N, dtype=h.dtype)
+    z = np.empty(N, dtype=h.dtype)
+    u = np.empty(N, dtype=h.dtype)  # h * sigma'(a_r): how r h moves with a_r
+    sz = np.empty(N, dtype=h.dtype)  # sigma'(a_z)
+    rh = np.empty(N, dtype=h.dtype)
     for i in range(N):
-        ar = gi[i] + ghr[i] + b_hh[i]
-        az = gi[N + i] + ghz[i] + b_hh[N + i]
+        ar = (gi[i] + b_ih[i]) + ghr[i] + b_hh[i]
+        az = (gi[N + i] + b_ih[N + i]) + ghz[i] + b_hh[N + i]
         r[i], sr = sigmoid_and_slope(ar)
         z[i], sz[i] = sigmoid_and_slope(az)
         u[i] = h[i] * sr
-    ghn = np.dot(w_hn, r * h)
-    dz = np.empty_like(h)
-    dn = np.empty_like(h)
+        rh[i] = r[i] * h[i]
+    ghn = np.empty(N, dtype=h.dtype)
+    np.dot(w_hn, rh, ghn)
+    dz = np.empty(N, dtype=h.dtype)
+    dn = np.empty(N, dtype=h.dtype)
     for i in range(N):
-        an = gi[2 * N + i] + ghn[i] + b_hh[2 * N + i]
+        an = (gi[2 * N + i] + b_ih[2 * N + i]) + ghn[i] + b_hh[2 * N + i]
         n = np.tanh(an)
         out_h[i] = (1.0 - z[i]) * n + z[i] * h[i]
         dz[i] = (h[i] - n) * sz[i]
@@ -72,20 +80,20 @@ def gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m
     if not (need_m or need_bin):
         return
     # P = W_hn D(u): the chain through r, shared by both blocks
-    P = np.empty_like(w_hn)
+    P = np.empty((N, N), dtype=h.dtype)
     for i in range(N):
         for k in range(N):
             P[i, k] = w_hn[i, k] * u[k]
     if need_m:
-        PR = np.dot(P, w_hr)
+        PR = np.empty((N, N), dtype=h.dtype)
+        np.dot(P, w_hr, PR)
         for i in range(N):
             for j in range(N):
                 M[i, j] = dz[i] * w_hz[i, j] + dn[i] * (PR[i, j] + w_hn[i, j] * r[j])
             M[i, i] += z[i]
     if need_bin:
-        w_ir = np.ascontiguousarray(w_ih[0:N])
-        PI = np.dot(P, w_ir)
+        PI = np.empty((N, inp.shape[0]), dtype=h.dtype)
+        np.dot(P, w_ih[0:N], PI)
         for i in range(N):
             for j in range(inp.shape[0]):
                 Bin[i, j] = dz[i] * w_ih[N + i, j] + dn[i] * (PI[i, j] + w_ih[2 * N + i, j])
-
