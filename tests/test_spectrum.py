@@ -403,21 +403,22 @@ def _numba_threads(threads):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("qr_every", [1, 3])
-@pytest.mark.parametrize("k", ["few", "all"])
+@pytest.mark.parametrize("k", ["one", "few", "all"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
     """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
 
-    B = 10 sequences: on one thread a group of 8 (interleaved QR; for the vanilla cells
-    states and tangents interleaved too) and a group of 2 (too few: one by one); on two
-    threads slices of 5, each one padded group.  Every sequence must match its own
-    oracle run, the finite-time exponents too.
+    B = 10 sequences: on one thread a group of 8 (interleaved QR; states and tangents
+    interleaved too where lenum.cells.stack.grouped says so: vanilla cells, and LSTM
+    with k = 1 here) and a group of 2 (too few: one by one); on two threads slices of
+    5, each one padded group.  Every sequence must match its own oracle run, the
+    finite-time exponents too.
     """
     rng = np.random.default_rng(11)
     N, d, L, B, T, warmup = 3, 2, 2, 10, 40, 4
     w, net, x, h0, c0 = _oracle_problem(cell, rng, N, d, L, B, T)
     n = net.state_size
-    q0 = naive.random_orthonormal(n, 3 if k == "few" else n, rng)
+    q0 = naive.random_orthonormal(n, {"one": 1, "few": 3, "all": n}[k], rng)
     with _numba_threads(threads):
         res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0,
                                       qr_every=qr_every, keep_local=True)
