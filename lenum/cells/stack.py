@@ -218,13 +218,15 @@ def grouped(code, N, k):
 
     Vanilla cells always.  The LSTM's group step spends twice the product flops of the
     per-sequence Jacobian, which it wins back only while forming and multiplying those
-    Jacobians is mostly overhead: measured against them (A/B, benchmarks/RESULTS.md)
-    1.1-1.9x faster at k = 16 for N = 32-128, even at k = 2N for N <= 64, and 0.83x
-    at N = 128, k = 2N.  So k <= N / 2.
+    Jacobians is mostly overhead.  Measured against them (A/B in one process,
+    benchmarks/RESULTS.md): 1.1-1.9x faster at k = 16 for N = 32-128, 0.97-1.05x at
+    k = 2N for N <= 64 and 0.83x at N = 128, k = 2N.  So k <= N / 2 and N <= 128.
+    (A GRU group step, at 3x the flops, gained 1.08-1.33x at N = 32-64, k = 16, and
+    lost at N = 256: not worth the 3.5 s it added to the cold compile.)
     """
     if code == RNN_TANH or code == RNN_RELU:
         return True
-    return code == LSTM and 2 * k <= N
+    return code == LSTM and 2 * k <= N and N <= 128
 
 
 @jit
