@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import group_step, grouped, make_group_workspace, make_workspace, stack_step
+from .cells.stack import RNN_RELU, RNN_TANH, make_workspace, stack_step, vanilla_group_step
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
 
@@ -142,14 +142,13 @@ def _workspace(B, n, k, dtype_like):
 
 
 @jit(inline="always")
-def _group_window(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local, t0, T,
-                  warmup, qr_every, keep_local, QA, lanes, gw):
-    """The window for the sequences ``b0 .. b0 + m - 1``, their states and bases
-    interleaved throughout (:func:`lenum.cells.stack.group_step`): the QR works in
-    place, and states and bases are copied in and out once per window, not once per
+def _vanilla_window(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local, t0, T,
+                    warmup, qr_every, keep_local, QA, lanes, D, XA, HA, HN, P):
+    """The window for the vanilla sequences ``b0 .. b0 + m - 1``, their states and bases
+    interleaved throughout (:func:`lenum.cells.stack.vanilla_group_step`): the QR works
+    in place, and states and bases are copied in and out once per window, not once per
     step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
     A, llogs, tau, ss = lanes
-    XA, HA, HN, P, GA, D = gw
     ZA = A
     gather(Q[b0:b0 + m], m, QA)
     for r in range(S.shape[1]):
@@ -159,7 +158,7 @@ def _group_window(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, 
         for j in range(X.shape[2]):
             for ln in range(LANES):
                 XA[0, j, ln] = X[b0 + (ln if ln < m else 0), t, j]
-        group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D)
+        vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, D)
         qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
         if qr:
             lanes_qr(ZA, llogs, tau, ss)
@@ -180,17 +179,23 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
     G, Z, lanes, logs, work = _workspace(B, n, k, X)
-    # cells with a group step: a group's second interleaved basis and its scratch
-    in_groups = G > 1 and grouped(code, w_hh.shape[2], k)
-    QA = np.empty((k if in_groups else 0, n, LANES), dtype=X.dtype)
-    gw = make_group_workspace(code if in_groups else -1, w_ih0, w_hh, k, X)
+    vanilla = code == RNN_TANH or code == RNN_RELU
+    # a vanilla group's second interleaved basis, and its slopes (L, N, LANES)
+    grouped = vanilla and G > 1
+    QA = np.empty((k if grouped else 0, n, LANES), dtype=X.dtype)
+    D = np.empty((w_hh.shape[0] if grouped else 0, w_hh.shape[2], LANES), dtype=X.dtype)
+    XA = np.empty((1, X.shape[2] if grouped else 0, LANES), dtype=X.dtype)
+    HA = np.empty((1, n if grouped else 0, LANES), dtype=X.dtype)
+    HN = np.empty_like(HA)
+    P = np.empty((1, w_hh.shape[2] if grouped else 0, LANES), dtype=X.dtype)
     # groups of sequences advance together through the window, so that their QRs can
     # run interleaved; one call site of stack_step keeps the compiled code small
     for b0 in range(0, B, G):
         m = min(G, B - b0)
-        if in_groups and pays(m, n, k):
-            _group_window(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
-                          t0, T, warmup, qr_every, keep_local, QA, lanes, gw)
+        if vanilla and pays(m, n, k):
+            _vanilla_window(code == RNN_RELU, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m,
+                            logsum, local, t0, T, warmup, qr_every, keep_local, QA, lanes, D,
+                            XA, HA, HN, P)
             continue
         for t in range(X.shape[1]):
             for ln in range(m):

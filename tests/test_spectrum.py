@@ -408,11 +408,10 @@ def _numba_threads(threads):
 def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
     """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
 
-    B = 10 sequences: on one thread a group of 8 (interleaved QR; states and tangents
-    interleaved too where lenum.cells.stack.grouped says so: vanilla cells, and LSTM
-    with k = 1 here) and a group of 2 (too few: one by one); on two threads slices of
-    5, each one padded group.  Every sequence must match its own oracle run, the
-    finite-time exponents too.
+    B = 10 sequences: on one thread a group of 8 (interleaved QR; for the vanilla cells
+    states and tangents interleaved too) and a group of 2 (too few: one by one); on two
+    threads slices of 5, each one padded group.  Every sequence must match its own
+    oracle run, the finite-time exponents too.
     """
     rng = np.random.default_rng(11)
     N, d, L, B, T, warmup = 3, 2, 2, 10, 40, 4
