@@ -16,7 +16,9 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import RNN_RELU, RNN_TANH, make_workspace, stack_step, vanilla_group_step
+from .cells.stack import (LSTM, RNN_RELU, RNN_TANH, grouped, lstm_group_step,
+                          make_group_workspace, make_workspace, stack_step,
+                          vanilla_group_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
 
@@ -142,13 +144,14 @@ def _workspace(B, n, k, dtype_like):
 
 
 @jit(inline="always")
-def _vanilla_window(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local, t0, T,
-                    warmup, qr_every, keep_local, QA, lanes, D, XA, HA, HN, P):
-    """The window for the vanilla sequences ``b0 .. b0 + m - 1``, their states and bases
-    interleaved throughout (:func:`lenum.cells.stack.vanilla_group_step`): the QR works
-    in place, and states and bases are copied in and out once per window, not once per
-    step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
+def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
+                  t0, T, warmup, qr_every, keep_local, QA, lanes, gw):
+    """The window for the sequences ``b0 .. b0 + m - 1``, their states and bases
+    interleaved throughout (``step``: a group step of :mod:`lenum.cells.stack`): the QR
+    works in place, and states and bases are copied in and out once per window, not
+    once per step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
     A, llogs, tau, ss = lanes
+    XA, HA, HN, P, GA, D = gw
     ZA = A
     gather(Q[b0:b0 + m], m, QA)
     for r in range(S.shape[1]):
@@ -158,7 +161,7 @@ def _vanilla_window(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum
         for j in range(X.shape[2]):
             for ln in range(LANES):
                 XA[0, j, ln] = X[b0 + (ln if ln < m else 0), t, j]
-        vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, D)
+        step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D)
         qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
         if qr:
             lanes_qr(ZA, llogs, tau, ss)
@@ -172,6 +175,40 @@ def _vanilla_window(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum
             S[b0 + ln, r] = HA[0, r, ln]
 
 
+@jit(inline="always")
+def _advance_groups(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                    warmup, qr_every, keep_local):
+    B, n, k = Q.shape
+    lanes = make_lanes(n, k, X)
+    QA = np.empty((k, n, LANES), dtype=X.dtype)
+    gw = make_group_workspace(code, w_ih0, w_hh, k, X)
+    for b0 in range(0, B, LANES):
+        _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0,
+                      min(LANES, B - b0), logsum, local, t0, T, warmup, qr_every, keep_local,
+                      QA, lanes, gw)
+
+
+# one window kernel per cell family with a group step, apart from the per-sequence
+# kernel: each compiles only when a spectrum of its cell needs it (every kernel holding
+# every cell's group step cost all users 8-9 s more cold compile)
+@jit
+def _advance_vanilla_groups(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0,
+                            T, warmup, qr_every, keep_local):
+    _advance_groups(vanilla_group_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                    b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_lstm_groups(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                         warmup, qr_every, keep_local):
+    _advance_groups(lstm_group_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                    b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+_GROUP_KERNELS = {RNN_TANH: _advance_vanilla_groups, RNN_RELU: _advance_vanilla_groups,
+                  LSTM: _advance_lstm_groups}
+
+
 @jit
 def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
                      warmup, qr_every, keep_local):
@@ -179,24 +216,10 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
     G, Z, lanes, logs, work = _workspace(B, n, k, X)
-    vanilla = code == RNN_TANH or code == RNN_RELU
-    # a vanilla group's second interleaved basis, and its slopes (L, N, LANES)
-    grouped = vanilla and G > 1
-    QA = np.empty((k if grouped else 0, n, LANES), dtype=X.dtype)
-    D = np.empty((w_hh.shape[0] if grouped else 0, w_hh.shape[2], LANES), dtype=X.dtype)
-    XA = np.empty((1, X.shape[2] if grouped else 0, LANES), dtype=X.dtype)
-    HA = np.empty((1, n if grouped else 0, LANES), dtype=X.dtype)
-    HN = np.empty_like(HA)
-    P = np.empty((1, w_hh.shape[2] if grouped else 0, LANES), dtype=X.dtype)
     # groups of sequences advance together through the window, so that their QRs can
     # run interleaved; one call site of stack_step keeps the compiled code small
     for b0 in range(0, B, G):
         m = min(G, B - b0)
-        if vanilla and pays(m, n, k):
-            _vanilla_window(code == RNN_RELU, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m,
-                            logsum, local, t0, T, warmup, qr_every, keep_local, QA, lanes, D,
-                            XA, HA, HN, P)
-            continue
         for t in range(X.shape[1]):
             for ln in range(m):
                 b = b0 + ln
@@ -208,14 +231,39 @@ def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_h
                      keep_local, lanes, logs, work)
 
 
+def _in_groups(code, N, n, k, B):
+    """How many of a thread's B sequences go to the group kernel of their cell: all of
+    them once there is a full group (the last group padded), a lone partial group
+    where it pays (:func:`lenum.lanes.pays`), else none; none for a cell or shape
+    without a group step (:func:`lenum.cells.stack.grouped`).
+
+    Never a split between the two kernels: a spectrum then compiles one window kernel,
+    not two (both: 34-36 s of cold compile, against 14-16 s for a group kernel and
+    28 s for the per-sequence one).  The padding costs at most one group's work per
+    thread.
+    """
+    if code not in _GROUP_KERNELS or not grouped(code, N, k) or not pays(LANES, n, k):
+        return 0
+    return B if B >= LANES or pays(B, n, k) else 0
+
+
+def _advance_slice(X, S, Q, logsum, local, code, *shared):
+    if _in_groups(code, shared[2].shape[2], Q.shape[1], Q.shape[2], X.shape[0]):
+        _GROUP_KERNELS[code](X, S, Q, logsum, local, code, *shared)
+    else:
+        _advance_network(X, S, Q, logsum, local, code, *shared)
+
+
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
                     warmup, qr_every, keep_local):
     """Advance states ``S`` (B, n) and bases ``Q`` (B, n, k) over inputs ``X`` (B, Tw, d).
 
     ``logsum`` (B, k) accumulates the counted log|R_ii|; ``local`` (B, S, k) receives
-    the finite-time exponents when ``keep_local``.
+    the finite-time exponents when ``keep_local``.  Each thread's sequences go to the
+    group kernel of their cell where it has one and they fill a group
+    (:func:`_in_groups`), else to the per-sequence kernel.
     """
-    over_sequences(_advance_network, X.shape[0], (X, S, Q, logsum, local),
+    over_sequences(_advance_slice, X.shape[0], (X, S, Q, logsum, local),
                     (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
                      keep_local))
 

@@ -465,10 +465,80 @@ def shared_product(W, X, xr0, Y, yr0, D, accumulate, scale):
     m, p = W.shape
     if (X.shape[2] != LANES or Y.shape[2] != LANES or X.shape[0] != Y.shape[0]
             or xr0 < 0 or yr0 < 0 or xr0 + p > X.shape[1] or yr0 + m > Y.shape[1]
-            or D.shape[0] < m or D.shape[1] != LANES):
+            or (scale and D.shape[0] < m) or D.shape[1] != LANES):
         # the vector code computes addresses from these shapes (a caller's bug)
         raise ValueError("shared_product: shapes do not match")
     _shared_product(W, X, xr0, Y, yr0, D, accumulate, scale)
+
+
+@intrinsic
+def _scale_add(typingctx, Y, yr0, X, xr0, C, accumulate):
+    """``Y[c, yr0 + i] = [Y[c, yr0 + i] +] C[i] * X[c, xr0 + i]`` for every lane-column
+    c and i < C.shape[0], lane by lane.  Shapes are the caller's to check."""
+    if not (_c_array(Y, 3) and _c_array(X, 3) and _c_array(C, 2)
+            and Y.dtype == X.dtype == C.dtype):
+        return None
+    sig = types.void(Y, yr0, X, xr0, C, accumulate)
+
+    def codegen(context, builder, signature, args):
+        y, yr, x, xr, cf, acc_flag = args
+        yty, yrty, xty, xrty, cty, accty = signature.args
+        fp = context.get_value_type(yty.dtype)
+        vec = ir.VectorType(fp, LANES)
+        align = context.get_abi_sizeof(fp)
+        fl = ("contract",)
+        yr = context.cast(builder, yr, yrty, types.intp)
+        xr = context.cast(builder, xr, xrty, types.intp)
+        acc_flag = context.cast(builder, acc_flag, accty, types.boolean)
+        rows = builder.extract_value(context.make_array(cty)(context, builder, cf).shape, 0)
+        k = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 0)
+        ny = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 1)
+        nx = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
+        ity = rows.type
+        zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
+        lanes = ir.Constant(ity, LANES)
+        pc = _vectors(context, builder, cty, cf, zero, vec)
+
+        def column(acc):
+            with cgutils.for_range_slice(builder, zero, k, one) as (c, _):
+                py = _vectors(context, builder, yty, y,
+                              builder.mul(builder.add(builder.mul(c, ny), yr), lanes), vec)
+                px = _vectors(context, builder, xty, x,
+                              builder.mul(builder.add(builder.mul(c, nx), xr), lanes), vec)
+                with cgutils.for_range_slice(builder, zero, rows, one) as (i, _):
+                    v = builder.fmul(builder.load(builder.gep(pc, [i]), align=align),
+                                     builder.load(builder.gep(px, [i]), align=align),
+                                     flags=fl)
+                    pyi = builder.gep(py, [i])
+                    if acc:
+                        v = builder.fadd(builder.load(pyi, align=align), v, flags=fl)
+                    builder.store(v, pyi, align=align)
+
+        with builder.if_else(acc_flag) as (add, overwrite):
+            with add:
+                column(True)
+            with overwrite:
+                column(False)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit
+def scale_add(Y, yr0, X, xr0, C, accumulate):
+    """Rows of interleaved blocks scaled lane by lane, into (or added to) other rows:
+    ``Y[c, yr0 + i, l] = [Y[c, yr0 + i, l] +] C[i, l] X[c, xr0 + i, l]``.
+
+    The diagonal terms of a gated cell's tangent (coefficients per unit and sequence
+    times rows of ``W Q``), in vector code.  ``Y`` and ``X`` (k, ., LANES) may be the
+    same array if the rows written are not the rows read.
+    """
+    m = C.shape[0]
+    if (X.shape[2] != LANES or Y.shape[2] != LANES or C.shape[1] != LANES
+            or X.shape[0] != Y.shape[0] or xr0 < 0 or yr0 < 0
+            or xr0 + m > X.shape[1] or yr0 + m > Y.shape[1]):
+        raise ValueError("scale_add: shapes do not match")
+    _scale_add(Y, yr0, X, xr0, C, accumulate)
 
 
 @jit

@@ -348,3 +348,43 @@ def test_shared_product_refuses_wrong_shapes():
             lanes.shared_product(*args, D, False, True)
     with pytest.raises(ValueError, match="shared_product"):
         lanes.shared_product(W, X, 0, Y, 0, np.ones((2, L)), False, True)
+
+
+@given(
+    m=st.integers(1, 9),
+    k=st.integers(1, 4),
+    xr0=st.integers(0, 3),
+    yr0=st.integers(0, 3),
+    accumulate=st.booleans(),
+    same=st.booleans(),
+    dtype=st.sampled_from(["float64", "float32"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_scale_add_matches_numpy(m, k, xr0, yr0, accumulate, same, dtype, seed):
+    """lenum.lanes.scale_add against the NumPy expression, also with X and Y one array
+    (rows read below the rows written); other rows of Y must not change."""
+    rng = np.random.default_rng(seed)
+    L = lanes.LANES
+    C = rng.standard_normal((m, L)).astype(dtype)
+    Y = rng.standard_normal((k, yr0 + m + 1, L)).astype(dtype)
+    X = rng.standard_normal((k, xr0 + m + 2, L)).astype(dtype)
+    if same:  # rows yr0 + m + 1 .. read, rows yr0 .. yr0 + m - 1 written
+        Y = rng.standard_normal((k, yr0 + 2 * m + 1, L)).astype(dtype)
+        X, xr0 = Y, yr0 + m + 1
+    expected = Y.copy()
+    term = C[None] * X[:, xr0:xr0 + m]
+    expected[:, yr0:yr0 + m] = (Y[:, yr0:yr0 + m] + term) if accumulate else term
+    got = Y.copy()
+    lanes.scale_add(got, yr0, got if same else X, xr0, C, accumulate)
+    tol = 1e-15 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+def test_scale_add_refuses_wrong_shapes():
+    L = lanes.LANES
+    C, X, Y = np.ones((3, L)), np.ones((2, 4, L)), np.ones((2, 3, L))
+    lanes.scale_add(Y, 0, X, 1, C, True)
+    for args in [(Y, 1, X, 0), (Y, 0, X, 2), (np.ones((1, 3, L)), 0, X, 0),
+                 (Y, 0, np.ones((2, 4, L - 1)), 0), (Y, -1, X, 0)]:
+        with pytest.raises(ValueError, match="scale_add"):
+            lanes.scale_add(*args, C, True)

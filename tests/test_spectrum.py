@@ -408,9 +408,11 @@ def _numba_threads(threads):
 def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
     """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
 
-    B = 10 sequences: on one thread a group of 8 (interleaved QR; for the vanilla cells
-    states and tangents interleaved too) and a group of 2 (too few: one by one); on two
-    threads slices of 5, each one padded group.  Every sequence must match its own
+    B = 10 sequences.  Cells with a group step (lenum.cells.stack.grouped: vanilla, and
+    LSTM with k = 1 here): on one thread a group of 8 and a padded group of 2, on two
+    threads slices of 5, each one padded group, states and tangents interleaved.  The
+    other cells: on one thread a group of 8 (interleaved QR) and 2 sequences one by
+    one, on two threads one padded group each.  Every sequence must match its own
     oracle run, the finite-time exponents too.
     """
     rng = np.random.default_rng(11)
@@ -835,3 +837,20 @@ def test_random_networks_match_oracle_and_float32(cell, N, d, L, bias, scale, k_
     for b in range(B):
         np.testing.assert_allclose(r64.per_sequence[b], refs[b], rtol=0, atol=tols[b])
         np.testing.assert_allclose(r32.per_sequence[b], r64.per_sequence[b], rtol=0, atol=tols32[b])
+
+
+def test_group_kernel_routing():
+    """Which window kernel a thread's sequences take (lenum.cpu._in_groups): all to the
+    group kernel once they fill a group, a lone partial group where it pays, never a
+    split; cells or shapes without a group step never."""
+    from lenum import cpu
+    from lenum.cells.stack import GRU, LSTM, RNN_TANH
+
+    assert cpu._in_groups(RNN_TANH, 128, 128, 128, 9) == 9  # one full group, one padded
+    assert cpu._in_groups(RNN_TANH, 128, 128, 128, 7) == 0  # 7 < 8 = min_fill(128)
+    assert cpu._in_groups(RNN_TANH, 32, 32, 32, 3) == 3  # min_fill(32) = 3
+    assert cpu._in_groups(RNN_TANH, 300, 300, 300, 16) == 0  # over MAX_COLS: LAPACK
+    assert cpu._in_groups(LSTM, 64, 128, 32, 16) == 16  # k <= N / 2
+    assert cpu._in_groups(LSTM, 64, 128, 33, 16) == 0
+    assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 0  # N > 128: not measured to pay
+    assert cpu._in_groups(GRU, 32, 32, 8, 16) == 0

@@ -10,11 +10,11 @@ the identity.
 import numpy as np
 
 from .._jit import jit
-from ..lanes import shared_product
+from ..lanes import LANES, scale_add, shared_product
+from .activations import dtanh, sigmoid_and_slope
 from .gru import gru_layer
 from .gru_reset_before import gru_reset_before_layer
 from .lstm import lstm_layer
-from .activations import dtanh
 from .rnn import rnn_layer
 
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RB = 0, 1, 2, 3, 4
@@ -95,7 +95,7 @@ def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, 
 
 
 @jit
-def vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, D):
+def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D):
     """One step of a group of vanilla sequences, everything interleaved
     (:mod:`lenum.lanes` layout, sequence l in lane l): states ``HA`` -> ``HN`` and
     tangents ``ZA = J_t QA``.
@@ -105,20 +105,22 @@ def vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
     in the order of :func:`lenum.cells.affine.affine`, and each layer's tangent
     Z_l = D_l (W_hh Q_l + W_ih Z_{l-1}).  ``XA`` (1, d, LANES) holds the inputs,
     ``HA``, ``HN`` (1, n, LANES) the states, ``QA``, ``ZA`` (k, n, LANES) the bases;
-    ``D`` (L, N, LANES) receives the slopes, ``P`` (1, N, LANES) is scratch.
+    ``D`` (L, 1, N, LANES) receives the slopes, ``P`` (1, N, LANES) is scratch; ``GA``
+    is not used (the signature is that of every group step).
     """
     L = w_hh.shape[0]
     N = w_hh.shape[2]
+    relu = code == RNN_RELU
     # offsets and flags as run-time values: constants would be typed as literals, and
     # each combination would compile its own copy of the product's vector code
     no, yes = np.bool_(False), np.bool_(True)
     top = np.intp(0)
-    # LANES as a run-time count: with the constant, numba unrolls the cell's
-    # arithmetic 8 times over (compile time, for no speed: tanh stays scalar)
+    # LANES as a run-time count: a constant one made numba unroll the cell's
+    # arithmetic 8 times over (compile time, for no speed: the exps stay scalar)
     nl = HA.shape[2]
     for layer in range(L):
         r0 = layer * N
-        Dl = D[layer]
+        Dl = D[layer, 0]
         if layer == 0:
             shared_product(w_ih0, XA, top, P, top, Dl, no, no)
         else:
@@ -143,5 +145,103 @@ def vanilla_group_step(relu, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
     for layer in range(L):
         r0 = layer * N
         if layer > 0:
-            shared_product(w_ihr[layer - 1], ZA, r0 - N, ZA, r0, D[layer], no, no)
-        shared_product(w_hh[layer], QA, r0, ZA, r0, D[layer], layer > 0, yes)
+            shared_product(w_ihr[layer - 1], ZA, r0 - N, ZA, r0, D[layer, 0], no, no)
+        shared_product(w_hh[layer], QA, r0, ZA, r0, D[layer, 0], layer > 0, yes)
+
+
+@jit
+def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D):
+    """:func:`vanilla_group_step` for LSTM layers, the tangent through the gates.
+
+    Per layer, G = W_hh Q_h + W_ih Z_{l-1}[h] (4N rows, one shared product for all
+    lanes), then, with the coefficients of :mod:`lenum.cells.lstm` per unit and lane,
+        Z_c = cf G_f + ci G_i + cg G_g + f Q_c,    Z_h = co G_o + oc Z_c.
+    Twice the product flops of the per-sequence Jacobian, at the shared product's
+    rate and without forming any Jacobian.  ``P`` (1, 4N, LANES), ``GA`` (k, 4N,
+    LANES) are scratch; ``D`` (L, 6, N, LANES) receives ci, cf, cg, f, co, oc.
+    """
+    L = w_hh.shape[0]
+    N = w_hh.shape[2]
+    S = 2 * N
+    no, yes = np.bool_(False), np.bool_(True)
+    top = np.intp(0)
+    # LANES as a run-time count: a constant one made numba unroll the cell's
+    # arithmetic 8 times over (compile time, for no speed: the exps stay scalar)
+    nl = HA.shape[2]
+    for layer in range(L):
+        r0 = layer * S
+        Dl = D[layer]
+        if layer == 0:
+            shared_product(w_ih0, XA, top, P, top, Dl[0], no, no)
+        else:
+            shared_product(w_ihr[layer - 1], HN, r0 - S, P, top, Dl[0], no, no)
+        shared_product(w_hh[layer], HA, r0, P, top, Dl[0], yes, no)
+        bi = b_ih[layer]
+        bh = b_hh[layer]
+        for i in range(N):
+            for ln in range(nl):
+                # the additions in the order of lenum.cells.affine
+                ai = P[0, i, ln] + bi[i] + bh[i]
+                af = P[0, N + i, ln] + bi[N + i] + bh[N + i]
+                ag = P[0, 2 * N + i, ln] + bi[2 * N + i] + bh[2 * N + i]
+                ao = P[0, 3 * N + i, ln] + bi[3 * N + i] + bh[3 * N + i]
+                gi, si = sigmoid_and_slope(ai)
+                gf, sf = sigmoid_and_slope(af)
+                go, so = sigmoid_and_slope(ao)
+                gg = np.tanh(ag)
+                c = HA[0, r0 + N + i, ln]
+                cn = gf * c + gi * gg
+                tc = np.tanh(cn)
+                HN[0, r0 + N + i, ln] = cn
+                HN[0, r0 + i, ln] = go * tc
+                Dl[0, i, ln] = gg * si
+                Dl[1, i, ln] = c * sf
+                Dl[2, i, ln] = gi * dtanh(ag)
+                Dl[3, i, ln] = gf
+                Dl[4, i, ln] = tc * so
+                Dl[5, i, ln] = go * dtanh(cn)
+    for layer in range(L):
+        r0 = layer * S
+        Dl = D[layer]
+        shared_product(w_hh[layer], QA, r0, GA, top, Dl[0], no, no)
+        if layer > 0:
+            shared_product(w_ihr[layer - 1], ZA, r0 - S, GA, top, Dl[0], yes, no)
+        scale_add(ZA, r0 + N, QA, r0 + N, Dl[3], no)
+        scale_add(ZA, r0 + N, GA, N, Dl[1], yes)
+        scale_add(ZA, r0 + N, GA, top, Dl[0], yes)
+        scale_add(ZA, r0 + N, GA, 2 * N, Dl[2], yes)
+        scale_add(ZA, r0, ZA, r0 + N, Dl[5], no)
+        scale_add(ZA, r0, GA, 3 * N, Dl[4], yes)
+
+
+def grouped(code, N, k):
+    """Whether a group step (:func:`vanilla_group_step`, :func:`lstm_group_step`) takes
+    this cell with N units per layer and k columns (the engine asks, in Python).
+
+    Vanilla cells always.  The LSTM's group step spends twice the product flops of the
+    per-sequence Jacobian, which it wins back only while forming and multiplying those
+    Jacobians is mostly overhead.  Measured against them (A/B in one process,
+    benchmarks/RESULTS.md): 1.1-1.9x faster at k = 16 for N = 32-128, 0.97-1.05x at
+    k = 2N for N <= 64 and 0.83x at N = 128, k = 2N.  So k <= N / 2 and N <= 128.
+    (A GRU group step, at 3x the flops, gained 1.08-1.33x at N = 32-64, k = 16, and
+    lost at N = 256: not worth the 3.5 s it added to the cold compile.)
+    """
+    if code == RNN_TANH or code == RNN_RELU:
+        return True
+    return code == LSTM and 2 * k <= N and N <= 128
+
+
+@jit
+def make_group_workspace(code, w_ih0, w_hh, k, dtype_like):
+    """Scratch of the group steps: ``(XA, HA, HN, P, GA, D)``."""
+    L, GN, N = w_hh.shape
+    lstm = code == LSTM
+    n = L * (2 * N if lstm else N)
+    dt = dtype_like.dtype
+    XA = np.empty((1, w_ih0.shape[1], LANES), dtype=dt)
+    HA = np.empty((1, n, LANES), dtype=dt)
+    HN = np.empty((1, n, LANES), dtype=dt)
+    P = np.empty((1, GN, LANES), dtype=dt)
+    GA = np.empty((k if lstm else 0, GN, LANES), dtype=dt)
+    D = np.empty((L, 6 if lstm else 1, N, LANES), dtype=dt)
+    return XA, HA, HN, P, GA, D
