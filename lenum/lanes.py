@@ -14,10 +14,11 @@ loop vectorizer sees it, so the inner kernels (reflectors applied to columns, si
 or two per pass; a sum of squares; the per-lane scalings) are written as LLVM vector
 code through numba intrinsics; the rest is plain numba.
 
-Vanilla sequences share their matrices, so their tangents D (W Q) can be formed in the
+Sequences of one network share its matrices, so their tangents can be formed in the
 same layout (:func:`shared_product`: each entry of W broadcast against a lane-vector,
-at 30-43 GFLOP/s in float64 and 63-90 in float32 on one core), and a group's states
-and bases then stay interleaved from step to step.
+at 30-43 GFLOP/s in float64 and 63-90 in float32 on one core; :func:`scale_add` for
+the per-unit coefficients of a gated cell), and a group's states and bases then stay
+interleaved from step to step.
 
 The QR's contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(R) >= 0,
 ``log|R_jj|``, ``-inf`` for a zero column (identity reflector), NaN for a block with a
