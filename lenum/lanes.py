@@ -80,6 +80,16 @@ def _vectors(context, builder, arrty, arr, offset, vecty):
     return builder.bitcast(builder.gep(data, [offset]), vecty.as_pointer())
 
 
+def _lane_setup(context, builder, dtype, ints, flags):
+    """For the product kernels: the lane-vector type of ``dtype``, one element's
+    alignment, the integer arguments ``ints`` ((value, type) pairs) as intp and the
+    flags ``flags`` as booleans (run-time values, see :func:`shared_product`)."""
+    fp = context.get_value_type(dtype)
+    return (ir.VectorType(fp, LANES), context.get_abi_sizeof(fp),
+            [context.cast(builder, v, t, types.intp) for v, t in ints],
+            [context.cast(builder, v, t, types.boolean) for v, t in flags])
+
+
 # target columns updated together by _emit_reflect: independent accumulators hide
 # the latency of the additions in the dot products, and v is loaded once for all
 _WIDTH = 4
@@ -369,15 +379,11 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
     def codegen(context, builder, signature, args):
         w, x, xr, y, yr, d, acc_flag, sc_flag = args
         wty, xty, xrty, yty, yrty, dty, accty, scty = signature.args
-        fp = context.get_value_type(wty.dtype)
-        vec = ir.VectorType(fp, LANES)
-        align = context.get_abi_sizeof(fp)
+        vec, align, (xr, yr), (acc_flag, sc_flag) = _lane_setup(
+            context, builder, wty.dtype, [(xr, xrty), (yr, yrty)],
+            [(acc_flag, accty), (sc_flag, scty)])
         # the products may be fused into FMAs: round-off only, as in any GEMM
         fl = ("contract",)
-        xr = context.cast(builder, xr, xrty, types.intp)
-        yr = context.cast(builder, yr, yrty, types.intp)
-        acc_flag = context.cast(builder, acc_flag, accty, types.boolean)
-        sc_flag = context.cast(builder, sc_flag, scty, types.boolean)
         wa = context.make_array(wty)(context, builder, w)
         rows = builder.extract_value(wa.shape, 0)
         cols = builder.extract_value(wa.shape, 1)
@@ -484,13 +490,9 @@ def _scale_add(typingctx, Y, yr0, X, xr0, C, accumulate):
     def codegen(context, builder, signature, args):
         y, yr, x, xr, cf, acc_flag = args
         yty, yrty, xty, xrty, cty, accty = signature.args
-        fp = context.get_value_type(yty.dtype)
-        vec = ir.VectorType(fp, LANES)
-        align = context.get_abi_sizeof(fp)
+        vec, align, (yr, xr), (acc_flag,) = _lane_setup(
+            context, builder, yty.dtype, [(yr, yrty), (xr, xrty)], [(acc_flag, accty)])
         fl = ("contract",)
-        yr = context.cast(builder, yr, yrty, types.intp)
-        xr = context.cast(builder, xr, xrty, types.intp)
-        acc_flag = context.cast(builder, acc_flag, accty, types.boolean)
         rows = builder.extract_value(context.make_array(cty)(context, builder, cf).shape, 0)
         k = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 0)
         ny = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 1)
