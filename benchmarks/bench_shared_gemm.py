@@ -148,7 +148,7 @@ def measure(N, k, B, dtype):
         "copies": _time(copies, (W, D, Q.copy(), Z, M, A), B),
         "interleaved": _time(interleaved, (W, DA, QA, ZA), B),
     }
-    # sanity: all three give the same product
+    # sanity: every variant gives the same product
     explicit(W, D, Q, Z, M, 1)
     Z1 = Z.copy()
     scaled(W, D, Q, Z, M, 1)

@@ -242,7 +242,7 @@ def _in_groups(code, N, n, k, B):
     28 s for the per-sequence one).  The padding costs at most one group's work per
     thread.
     """
-    if code not in _GROUP_KERNELS or not grouped(code, N, k) or not pays(LANES, n, k):
+    if not grouped(code, N, k) or not pays(LANES, n, k):
         return 0
     return B if B >= LANES or pays(B, n, k) else 0
 

@@ -80,6 +80,11 @@ def _vectors(context, builder, arrty, arr, offset, vecty):
     return builder.bitcast(builder.gep(data, [offset]), vecty.as_pointer())
 
 
+def _dim(context, builder, arrty, arr, axis):
+    """Extent of ``arr`` along ``axis``, as LLVM code."""
+    return builder.extract_value(context.make_array(arrty)(context, builder, arr).shape, axis)
+
+
 def _lane_setup(context, builder, dtype, ints, flags):
     """For the product kernels: the lane-vector type of ``dtype``, one element's
     alignment, the integer arguments ``ints`` ((value, type) pairs) as intp and the
@@ -220,7 +225,7 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
         ity = nc.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
         lanes = ir.Constant(ity, LANES)
-        n = builder.extract_value(context.make_array(aty)(context, builder, a).shape, 1)
+        n = _dim(context, builder, aty, a, 1)
         colstride = builder.mul(n, lanes)
         two = ir.Constant(ity, 2)
 
@@ -387,9 +392,9 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
         wa = context.make_array(wty)(context, builder, w)
         rows = builder.extract_value(wa.shape, 0)
         cols = builder.extract_value(wa.shape, 1)
-        k = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 0)
-        nx = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
-        ny = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 1)
+        k = _dim(context, builder, xty, x, 0)
+        nx = _dim(context, builder, xty, x, 1)
+        ny = _dim(context, builder, yty, y, 1)
         ity = rows.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
         lanes = ir.Constant(ity, LANES)
@@ -434,7 +439,7 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
                     builder.store(builder.load(acc[q]), pq, align=align)
 
         def blocked(n, size):
-            # (start of the full blocks' range, end of it) for n items in blocks of size
+            # where the full blocks of size end, for n items
             return builder.mul(builder.sdiv(n, ir.Constant(ity, size)), ir.Constant(ity, size))
 
         def over_rows(c0, ncol):
@@ -493,10 +498,10 @@ def _scale_add(typingctx, Y, yr0, X, xr0, C, accumulate):
         vec, align, (yr, xr), (acc_flag,) = _lane_setup(
             context, builder, yty.dtype, [(yr, yrty), (xr, xrty)], [(acc_flag, accty)])
         fl = ("contract",)
-        rows = builder.extract_value(context.make_array(cty)(context, builder, cf).shape, 0)
-        k = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 0)
-        ny = builder.extract_value(context.make_array(yty)(context, builder, y).shape, 1)
-        nx = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
+        rows = _dim(context, builder, cty, cf, 0)
+        k = _dim(context, builder, yty, y, 0)
+        ny = _dim(context, builder, yty, y, 1)
+        nx = _dim(context, builder, xty, x, 1)
         ity = rows.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
         lanes = ir.Constant(ity, LANES)
