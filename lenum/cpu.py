@@ -16,9 +16,10 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import (LSTM, RNN_RELU, RNN_TANH, grouped, lstm_group_step,
+from .cells.stack import (GRU, GRU_RB, LSTM, RNN_RELU, RNN_TANH, grouped, gru_rb_stack_step,
+                          gru_stack_step, lstm_group_step, lstm_stack_step,
                           make_group_workspace, make_workspace, stack_step,
-                          vanilla_group_step)
+                          vanilla_group_step, vanilla_stack_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
 
@@ -209,26 +210,61 @@ _GROUP_KERNELS = {RNN_TANH: _advance_vanilla_groups, RNN_RELU: _advance_vanilla_
                   LSTM: _advance_lstm_groups}
 
 
-@jit
-def _advance_network(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                     warmup, qr_every, keep_local):
+@jit(inline="always")
+def _advance_sequences(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0,
+                       T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
     G, Z, lanes, logs, work = _workspace(B, n, k, X)
     # groups of sequences advance together through the window, so that their QRs can
-    # run interleaved; one call site of stack_step keeps the compiled code small
+    # run interleaved; one call site of the step keeps the compiled code small
     for b0 in range(0, B, G):
         m = min(G, B - b0)
         for t in range(X.shape[1]):
             for ln in range(m):
                 b = b0 + ln
-                stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b],
-                           Z[ln], M, Bin, diag, tmp, gates, True)
+                step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M,
+                     Bin, diag, tmp, gates, True)
                 for i in range(n):  # not S[b, :] = s_new: see copy_block
                     S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
                      keep_local, lanes, logs, work)
+
+
+# the per-sequence window kernels, one per cell family like the group kernels: a
+# spectrum compiles the cell it runs, not all five (18-21 s of cold compile, where the
+# kernel holding every cell took 21-28 s side by side)
+@jit
+def _advance_vanilla(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                     warmup, qr_every, keep_local):
+    _advance_sequences(vanilla_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh,
+                       b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_lstm(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
+                  qr_every, keep_local):
+    _advance_sequences(lstm_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                       b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_gru(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
+                 qr_every, keep_local):
+    _advance_sequences(gru_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                       b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_gru_rb(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
+                    qr_every, keep_local):
+    _advance_sequences(gru_rb_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh,
+                       b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+_SEQUENCE_KERNELS = {RNN_TANH: _advance_vanilla, RNN_RELU: _advance_vanilla, LSTM: _advance_lstm,
+                     GRU: _advance_gru, GRU_RB: _advance_gru_rb}
 
 
 def _in_groups(code, N, n, k, B):
@@ -239,7 +275,7 @@ def _in_groups(code, N, n, k, B):
 
     Never a split between the two kernels: a spectrum then compiles one window kernel,
     not two (both: 34-36 s of cold compile, against 14-16 s for a group kernel and
-    28 s for the per-sequence one).  The padding costs at most one group's work per
+    28 s for the per-sequence one, when it still held every cell).  The padding costs at most one group's work per
     thread.
     """
     if not grouped(code, N, k) or not pays(LANES, n, k):
@@ -251,7 +287,7 @@ def _advance_slice(X, S, Q, logsum, local, code, *shared):
     if _in_groups(code, shared[2].shape[2], Q.shape[1], Q.shape[2], X.shape[0]):
         _GROUP_KERNELS[code](X, S, Q, logsum, local, code, *shared)
     else:
-        _advance_network(X, S, Q, logsum, local, code, *shared)
+        _SEQUENCE_KERNELS[code](X, S, Q, logsum, local, code, *shared)
 
 
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,

@@ -36,12 +36,100 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
 
 
 @jit
-def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp, gates,
-               tangent):
-    """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q."""
+def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
+                   tmp, gates, tangent):
+    N = w_hh.shape[1]
+    rnn_layer(code == RNN_RELU, w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N],
+              diag[0], tangent, gates)
+    if not tangent:
+        return
+    # Z = D (W_hh Q + W_ih Z_below): the same flops as forming D W and multiplying,
+    # without the N x N pass; 10-27 % faster for k << N
+    Zl = Z[r0:r0 + N]
+    np.dot(w_hh, Q[r0:r0 + N], Zl)
+    if layer > 0:
+        np.dot(w_ih, Z[r0 - N:r0], tmp)
+        Zl += tmp
+    for i in range(N):
+        d = diag[0, i]
+        for j in range(Q.shape[1]):
+            Zl[i, j] *= d
+
+
+@jit(inline="always")
+def _chain_below(layer, Bin, Z, r0, S, N, tmp):
+    # the cross-layer chain: a layer's input is the new h of the layer below
+    if layer > 0:
+        np.dot(Bin, Z[r0 - S:r0 - S + N], tmp)
+        Zl = Z[r0:r0 + S]  # not Z[...] += tmp: see lenum.cpu.copy_block
+        Zl += tmp
+
+
+@jit
+def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
+                tmp, gates, tangent):
+    N = w_hh.shape[1]
+    S = 2 * N
+    lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s[r0 + N:r0 + S], s_new[r0:r0 + N],
+               s_new[r0 + N:r0 + S], M, diag, Bin, tangent, tangent and layer > 0, gates)
+    if not tangent:
+        return
+    Zl = Z[r0:r0 + S]
+    np.dot(M, Q[r0:r0 + N], Zl)
+    Qc = Q[r0 + N:r0 + S]
+    for i in range(N):
+        dh, dc = diag[0, i], diag[1, i]
+        for j in range(Q.shape[1]):
+            Zl[i, j] += dh * Qc[i, j]
+            Zl[N + i, j] += dc * Qc[i, j]
+    _chain_below(layer, Bin, Z, r0, S, N, tmp)
+
+
+@jit
+def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
+               tmp, gates, tangent):
+    N = w_hh.shape[1]
+    gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin, tangent,
+              tangent and layer > 0, gates)
+    if tangent:
+        np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
+        _chain_below(layer, Bin, Z, r0, N, N, tmp)
+
+
+@jit
+def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
+                  tmp, gates, tangent):
+    N = w_hh.shape[1]
+    gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M,
+                           Bin, tangent, tangent and layer > 0)
+    if tangent:
+        np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
+        _chain_below(layer, Bin, Z, r0, N, N, tmp)
+
+
+@jit
+def _any_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag, tmp,
+               gates, tangent):
+    if code == LSTM:
+        _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
+                    tmp, gates, tangent)
+    elif code == GRU:
+        _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
+                   tmp, gates, tangent)
+    elif code == GRU_RB:
+        _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin,
+                      diag, tmp, gates, tangent)
+    else:
+        _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin,
+                       diag, tmp, gates, tangent)
+
+
+@jit(inline="always")
+def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
+            tmp, gates, tangent):
     L = w_hh.shape[0]
     N = w_hh.shape[2]
-    S = 2 * N if code == LSTM else N
+    S = s.shape[0] // L
     for layer in range(L):
         r0 = layer * S
         if layer == 0:
@@ -50,48 +138,54 @@ def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, 
         else:
             inp = s_new[r0 - S:r0 - S + N]
             w_ih = w_ihr[layer - 1]
-        need_bin = tangent and layer > 0
-        h = s[r0:r0 + N]
-        out_h = s_new[r0:r0 + N]
-        if code == LSTM:
-            lstm_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, s[r0 + N:r0 + S],
-                       out_h, s_new[r0 + N:r0 + S], M, diag, Bin, tangent, need_bin, gates)
-        elif code == GRU:
-            gru_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h, M, Bin,
-                      tangent, need_bin, gates)
-        elif code == GRU_RB:
-            gru_reset_before_layer(w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h, out_h,
-                                   M, Bin, tangent, need_bin)
-        else:
-            rnn_layer(code == RNN_RELU, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, h,
-                      out_h, diag[0], tangent, gates)
-        if not tangent:
-            continue
-        Zl = Z[r0:r0 + S]
-        if code == RNN_TANH or code == RNN_RELU:
-            # Z = D (W_hh Q + W_ih Z_below): the same flops as forming D W and
-            # multiplying, without the N x N pass; 10-27 % faster for k << N
-            np.dot(w_hh[layer], Q[r0:r0 + N], Zl)
-            if layer > 0:
-                np.dot(w_ih, Z[r0 - S:r0 - S + N], tmp)
-                Zl += tmp
-            for i in range(N):
-                d = diag[0, i]
-                for j in range(Q.shape[1]):
-                    Zl[i, j] *= d
-            continue
-        np.dot(M, Q[r0:r0 + N], Zl)
-        if code == LSTM:
-            Qc = Q[r0 + N:r0 + S]
-            for i in range(N):
-                dh, dc = diag[0, i], diag[1, i]
-                for j in range(Q.shape[1]):
-                    Zl[i, j] += dh * Qc[i, j]
-                    Zl[N + i, j] += dc * Qc[i, j]
-        if layer > 0:
-            # the cross-layer chain: this layer's input is the new h below
-            np.dot(Bin, Z[r0 - S:r0 - S + N], tmp)
-            Zl += tmp
+        layer_step(code, layer, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, s, s_new, r0,
+                   Q, Z, M, Bin, diag, tmp, gates, tangent)
+
+
+@jit
+def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp, gates,
+               tangent):
+    """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q.
+
+    Every cell, chosen by ``code`` at run time.  The window kernels call the step of
+    their cell's family instead (:func:`vanilla_stack_step`, :func:`lstm_stack_step`,
+    :func:`gru_stack_step`, :func:`gru_rb_stack_step`): the same code for one family,
+    so that a spectrum does not compile all five cells.
+    """
+    _layers(_any_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
+            tmp, gates, tangent)
+
+
+@jit
+def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
+                       tmp, gates, tangent):
+    """:func:`stack_step` for the vanilla cells (rnn_tanh, rnn_relu)."""
+    _layers(_vanilla_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
+            diag, tmp, gates, tangent)
+
+
+@jit
+def lstm_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
+                    gates, tangent):
+    """:func:`stack_step` for LSTM layers."""
+    _layers(_lstm_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
+            tmp, gates, tangent)
+
+
+@jit
+def gru_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
+                   gates, tangent):
+    """:func:`stack_step` for GRU layers (PyTorch's, reset after the product)."""
+    _layers(_gru_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
+            tmp, gates, tangent)
+
+
+@jit
+def gru_rb_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
+                      tmp, gates, tangent):
+    """:func:`stack_step` for reset-before GRU layers."""
+    _layers(_gru_rb_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
+            diag, tmp, gates, tangent)
 
 
 @jit
