@@ -39,7 +39,9 @@ import numpy as np
 
 from ._jit import jit
 from .cpu import copy_block, num_threads, over_sequences
-from .cells.stack import make_workspace, stack_step
+from .cells.stack import (GRU, GRU_RB, LSTM, RNN_RELU, RNN_TANH, gru_rb_stack_step,
+                          gru_stack_step, lstm_stack_step, make_workspace,
+                          vanilla_stack_step)
 from .engine import (
     _WINDOW,
     _basis,
@@ -92,12 +94,13 @@ def _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
     return True
 
 
-@jit
-def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
-                     q_count):
+@jit(inline="always")
+def _forward_steps(step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
+                   q_count):
     """QR method over inputs ``X`` (B, Tw, d); with ``store``, keep every R_t and the
     first ``q_count`` Q_t of the window.  ``bad[b]`` becomes the window step at which
-    sequence b's tangent dynamics stopped being finite (it is -1 otherwise)."""
+    sequence b's tangent dynamics stopped being finite (it is -1 otherwise).  ``step``:
+    the stack step of the cell's family (:mod:`lenum.cells.stack`)."""
     B, Tw = X.shape[0], X.shape[1]
     n, k = Q.shape[1], Q.shape[2]
     for b in range(B):
@@ -108,17 +111,50 @@ def _forward_network(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b
         for t in range(Tw):
             if bad[b] >= 0:
                 break
-            stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z,
-                       M, Bin, diag, tmp, gates, True)
+            step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z, M, Bin,
+                 diag, tmp, gates, True)
             for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.copy_block
                 S[b, i] = s_new[i]
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
                 break
 
 
+# one forward kernel per cell family, as in lenum.cpu: each compiles one cell
+@jit
+def _forward_vanilla(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
+                     q_count):
+    _forward_steps(vanilla_stack_step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh,
+                   b_ih, b_hh, store, q_count)
+
+
+@jit
+def _forward_lstm(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
+                  q_count):
+    _forward_steps(lstm_stack_step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih,
+                   b_hh, store, q_count)
+
+
+@jit
+def _forward_gru(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
+                 q_count):
+    _forward_steps(gru_stack_step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih,
+                   b_hh, store, q_count)
+
+
+@jit
+def _forward_gru_rb(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, store,
+                    q_count):
+    _forward_steps(gru_rb_stack_step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh,
+                   b_ih, b_hh, store, q_count)
+
+
+_FORWARD_KERNELS = {RNN_TANH: _forward_vanilla, RNN_RELU: _forward_vanilla, LSTM: _forward_lstm,
+                    GRU: _forward_gru, GRU_RB: _forward_gru_rb}
+
+
 @jit
 def _forward_jacobians(J, Q, Qout, Rout, bad, store, q_count):
-    """:func:`_forward_network` for given Jacobians ``J`` (B, Tw, n, n)."""
+    """:func:`_forward_steps` for given Jacobians ``J`` (B, Tw, n, n)."""
     B, Tw = J.shape[0], J.shape[1]
     n, k = Q.shape[1], Q.shape[2]
     for b in range(B):
@@ -401,7 +437,7 @@ def covariant_vectors(net, x, k=None, warmup=100, tail=100, h0=None, c0=None, q0
             state["S"] = S0[b0:b1].copy()
         X = read_inputs(x, single, b0, b1, t0, t1, dt, input_name)
         S = state["S"]
-        over_sequences(_forward_network, X.shape[0], (X, S, Q, Qbuf, Rbuf, bad),
+        over_sequences(_FORWARD_KERNELS[net.cell_code], X.shape[0], (X, S, Q, Qbuf, Rbuf, bad),
                        (net.cell_code, *weights, store, q_count))
         if not np.all(np.isfinite(S)):
             b = int(np.argwhere(~np.isfinite(S))[0][0])
