@@ -18,7 +18,7 @@ import numpy as np
 from ._jit import jit
 from .cells.stack import (GRU, GRU_RB, LSTM, RNN_RELU, RNN_TANH, grouped, gru_rb_stack_step,
                           gru_stack_step, lstm_group_step, lstm_stack_step,
-                          make_group_workspace, make_workspace, stack_step,
+                          make_group_workspace, make_workspace,
                           vanilla_group_step, vanilla_stack_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
@@ -275,8 +275,8 @@ def _in_groups(code, N, n, k, B):
 
     Never a split between the two kernels: a spectrum then compiles one window kernel,
     not two (both: 34-36 s of cold compile, against 14-16 s for a group kernel and
-    28 s for the per-sequence one, when it still held every cell).  The padding costs at most one group's work per
-    thread.
+    28 s for the per-sequence one, when it still held every cell).  The padding costs
+    at most one group's work per thread.
     """
     if not grouped(code, N, k) or not pays(LANES, n, k):
         return 0
@@ -323,11 +323,46 @@ def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
                     (t0, T, warmup, qr_every, keep_local))
 
 
-@jit
-def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
-    """One step for each of B states; with ``tangent``, Z[b] = J_b @ Q."""
+@jit(inline="always")
+def _step_batch(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
     k = Q.shape[1]
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     for b in range(X.shape[0]):
-        stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b], S[b], S_new[b], Q, Z[b],
-                   M, Bin, diag, tmp, gates, tangent)
+        step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b], S[b], S_new[b], Q, Z[b], M, Bin, diag,
+             tmp, gates, tangent)
+
+
+# per cell family, like the window kernels: lenum.jacobian on one cell compiled all
+# five (27 s cold)
+@jit
+def _step_vanilla(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+    _step_batch(vanilla_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
+                tangent)
+
+
+@jit
+def _step_lstm(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+    _step_batch(lstm_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
+                tangent)
+
+
+@jit
+def _step_gru(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+    _step_batch(gru_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
+                tangent)
+
+
+@jit
+def _step_gru_rb(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+    _step_batch(gru_rb_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
+                tangent)
+
+
+_STEP_KERNELS = {RNN_TANH: _step_vanilla, RNN_RELU: _step_vanilla, LSTM: _step_lstm,
+                 GRU: _step_gru, GRU_RB: _step_gru_rb}
+
+
+def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+    """One step for each of B states ``S`` into ``S_new``; with ``tangent``,
+    ``Z[b] = J_b @ Q``."""
+    _STEP_KERNELS[code](code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent)

@@ -3,7 +3,7 @@
 Jacobian blocks: dh'/dh = diag(phi'(a)) W_hh and dh'/dx = diag(phi'(a)) W_ih, with
 phi' of ReLU taken as 0 at 0 (PyTorch's convention).  The layer returns the slopes
 phi'(a) only: the tangent multiplies by W and then scales rows
-(:func:`lenum.cells.stack.stack_step`), which never forms the N x N product D W.
+(:func:`lenum.cells.stack.vanilla_stack_step`), which never forms the N x N product D W.
 """
 
 import numpy as np

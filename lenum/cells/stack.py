@@ -22,7 +22,7 @@ RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RB = 0, 1, 2, 3, 4
 
 @jit
 def make_workspace(code, w_ih0, w_hh, k, dtype_like):
-    """Per-sequence scratch arrays for :func:`stack_step`."""
+    """Per-sequence scratch arrays for the stack steps (:func:`vanilla_stack_step`...)."""
     N = w_hh.shape[2]
     S = 2 * N if code == LSTM else N
     # the vanilla cells never form J's blocks (their tangent is D (W Q)): no M, Bin
@@ -107,23 +107,6 @@ def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, 
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
 
 
-@jit
-def _any_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag, tmp,
-               gates, tangent):
-    if code == LSTM:
-        _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                    tmp, gates, tangent)
-    elif code == GRU:
-        _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                   tmp, gates, tangent)
-    elif code == GRU_RB:
-        _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin,
-                      diag, tmp, gates, tangent)
-    else:
-        _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin,
-                       diag, tmp, gates, tangent)
-
-
 @jit(inline="always")
 def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
             tmp, gates, tangent):
@@ -143,23 +126,16 @@ def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z,
 
 
 @jit
-def stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp, gates,
-               tangent):
-    """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q.
-
-    Every cell, chosen by ``code`` at run time.  The window kernels call the step of
-    their cell's family instead (:func:`vanilla_stack_step`, :func:`lstm_stack_step`,
-    :func:`gru_stack_step`, :func:`gru_rb_stack_step`): the same code for one family,
-    so that a spectrum does not compile all five cells.
-    """
-    _layers(_any_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent)
-
-
-@jit
 def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
                        tmp, gates, tangent):
-    """:func:`stack_step` for the vanilla cells (rnn_tanh, rnn_relu)."""
+    """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q:
+    vanilla layers (rnn_tanh, rnn_relu).
+
+    One function per cell family (:func:`lstm_stack_step`, :func:`gru_stack_step`,
+    :func:`gru_rb_stack_step`), each the loop over layers of :func:`_layers` around its
+    layer step, so that a kernel compiles the cell it runs, not all five (with every
+    cell behind a run-time code, each kernel's cold compile took 5-17 s longer).
+    """
     _layers(_vanilla_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
             diag, tmp, gates, tangent)
 
@@ -167,7 +143,7 @@ def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, 
 @jit
 def lstm_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
                     gates, tangent):
-    """:func:`stack_step` for LSTM layers."""
+    """:func:`vanilla_stack_step` for LSTM layers."""
     _layers(_lstm_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
             tmp, gates, tangent)
 
@@ -175,7 +151,7 @@ def lstm_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, 
 @jit
 def gru_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
                    gates, tangent):
-    """:func:`stack_step` for GRU layers (PyTorch's, reset after the product)."""
+    """:func:`vanilla_stack_step` for GRU layers (PyTorch's, reset after the product)."""
     _layers(_gru_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
             tmp, gates, tangent)
 
@@ -183,7 +159,7 @@ def gru_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, B
 @jit
 def gru_rb_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
                       tmp, gates, tangent):
-    """:func:`stack_step` for reset-before GRU layers."""
+    """:func:`vanilla_stack_step` for reset-before GRU layers."""
     _layers(_gru_rb_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
             diag, tmp, gates, tangent)
 
