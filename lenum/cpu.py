@@ -233,8 +233,8 @@ def _advance_sequences(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b
 
 
 # the per-sequence window kernels, one per cell family like the group kernels: a
-# spectrum compiles the cell it runs, not all five (18-21 s of cold compile, where the
-# kernel holding every cell took 21-28 s side by side)
+# spectrum compiles the cell it runs, not all five (19-20 s of cold compile, where the
+# kernel holding every cell took 26-28 s side by side)
 @jit
 def _advance_vanilla(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
                      warmup, qr_every, keep_local):

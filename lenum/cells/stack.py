@@ -35,7 +35,7 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     return M, Bin, diag, tmp, gates
 
 
-@jit
+@jit(inline="always")
 def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
                    tmp, gates, tangent):
     N = w_hh.shape[1]
@@ -65,7 +65,7 @@ def _chain_below(layer, Bin, Z, r0, S, N, tmp):
         Zl += tmp
 
 
-@jit
+@jit(inline="always")
 def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
                 tmp, gates, tangent):
     N = w_hh.shape[1]
@@ -85,7 +85,7 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
     _chain_below(layer, Bin, Z, r0, S, N, tmp)
 
 
-@jit
+@jit(inline="always")
 def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
                tmp, gates, tangent):
     N = w_hh.shape[1]
@@ -96,7 +96,7 @@ def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, 
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
 
 
-@jit
+@jit(inline="always")
 def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
                   tmp, gates, tangent):
     N = w_hh.shape[1]
@@ -134,7 +134,10 @@ def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, 
     One function per cell family (:func:`lstm_stack_step`, :func:`gru_stack_step`,
     :func:`gru_rb_stack_step`), each the loop over layers of :func:`_layers` around its
     layer step, so that a kernel compiles the cell it runs, not all five (with every
-    cell behind a run-time code, each kernel's cold compile took 5-17 s longer).
+    cell behind a run-time code, each kernel's cold compile took 5-17 s longer).  The
+    layer steps are inlined: as compiled levels of their own they cost about 2 s of
+    cold compile per family.  The stack steps are not, so that the window, step and
+    CLV kernels of one family share one compiled step.
     """
     _layers(_vanilla_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
             diag, tmp, gates, tangent)
