@@ -66,6 +66,14 @@ def _chain_below(layer, Bin, Z, r0, S, N, tmp):
 
 
 @jit(inline="always")
+def _dense_tangent(tangent, layer, M, Bin, Q, Z, r0, N, tmp):
+    # a GRU layer's tangent: its dense Jacobian block M times its rows of Q
+    if tangent:
+        np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
+        _chain_below(layer, Bin, Z, r0, N, N, tmp)
+
+
+@jit(inline="always")
 def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
                 tmp, gates, tangent):
     N = w_hh.shape[1]
@@ -91,9 +99,7 @@ def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, 
     N = w_hh.shape[1]
     gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin, tangent,
               tangent and layer > 0, gates)
-    if tangent:
-        np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
-        _chain_below(layer, Bin, Z, r0, N, N, tmp)
+    _dense_tangent(tangent, layer, M, Bin, Q, Z, r0, N, tmp)
 
 
 @jit(inline="always")
@@ -102,9 +108,7 @@ def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, 
     N = w_hh.shape[1]
     gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M,
                            Bin, tangent, tangent and layer > 0)
-    if tangent:
-        np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
-        _chain_below(layer, Bin, Z, r0, N, N, tmp)
+    _dense_tangent(tangent, layer, M, Bin, Q, Z, r0, N, tmp)
 
 
 @jit(inline="always")
