@@ -39,9 +39,8 @@ import numpy as np
 
 from ._jit import jit
 from .cpu import copy_block, num_threads, over_sequences
-from .cells.stack import (GRU, GRU_RB, LSTM, RNN_RELU, RNN_TANH, gru_rb_stack_step,
-                          gru_stack_step, lstm_stack_step, make_workspace,
-                          vanilla_stack_step)
+from .cells.stack import (FAMILY, gru_rb_stack_step, gru_stack_step, lstm_stack_step,
+                          make_workspace, vanilla_stack_step)
 from .engine import (
     _WINDOW,
     _basis,
@@ -148,8 +147,7 @@ def _forward_gru_rb(X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_ih, b_
                    b_ih, b_hh, store, q_count)
 
 
-_FORWARD_KERNELS = {RNN_TANH: _forward_vanilla, RNN_RELU: _forward_vanilla, LSTM: _forward_lstm,
-                    GRU: _forward_gru, GRU_RB: _forward_gru_rb}
+_FORWARD_KERNELS = (_forward_vanilla, _forward_lstm, _forward_gru, _forward_gru_rb)  # by FAMILY
 
 
 @jit
@@ -437,7 +435,8 @@ def covariant_vectors(net, x, k=None, warmup=100, tail=100, h0=None, c0=None, q0
             state["S"] = S0[b0:b1].copy()
         X = read_inputs(x, single, b0, b1, t0, t1, dt, input_name)
         S = state["S"]
-        over_sequences(_FORWARD_KERNELS[net.cell_code], X.shape[0], (X, S, Q, Qbuf, Rbuf, bad),
+        over_sequences(_FORWARD_KERNELS[FAMILY[net.cell_code]], X.shape[0],
+                       (X, S, Q, Qbuf, Rbuf, bad),
                        (net.cell_code, *weights, store, q_count))
         if not np.all(np.isfinite(S)):
             b = int(np.argwhere(~np.isfinite(S))[0][0])

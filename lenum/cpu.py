@@ -16,10 +16,9 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import (GRU, GRU_RB, LSTM, RNN_RELU, RNN_TANH, grouped, gru_rb_stack_step,
-                          gru_stack_step, lstm_group_step, lstm_stack_step,
-                          make_group_workspace, make_workspace,
-                          vanilla_group_step, vanilla_stack_step)
+from .cells.stack import (FAMILY, grouped, gru_rb_stack_step, gru_stack_step,
+                          lstm_group_step, lstm_stack_step, make_group_workspace,
+                          make_workspace, vanilla_group_step, vanilla_stack_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import qr_logdiag, work_rows
 
@@ -206,8 +205,8 @@ def _advance_lstm_groups(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
                     b_hh, t0, T, warmup, qr_every, keep_local)
 
 
-_GROUP_KERNELS = {RNN_TANH: _advance_vanilla_groups, RNN_RELU: _advance_vanilla_groups,
-                  LSTM: _advance_lstm_groups}
+# by FAMILY; the GRUs have no group step (cells.stack.grouped)
+_GROUP_KERNELS = (_advance_vanilla_groups, _advance_lstm_groups)
 
 
 @jit(inline="always")
@@ -263,8 +262,7 @@ def _advance_gru_rb(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh
                        b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
 
 
-_SEQUENCE_KERNELS = {RNN_TANH: _advance_vanilla, RNN_RELU: _advance_vanilla, LSTM: _advance_lstm,
-                     GRU: _advance_gru, GRU_RB: _advance_gru_rb}
+_SEQUENCE_KERNELS = (_advance_vanilla, _advance_lstm, _advance_gru, _advance_gru_rb)  # by FAMILY
 
 
 def _in_groups(code, N, n, k, B):
@@ -285,9 +283,9 @@ def _in_groups(code, N, n, k, B):
 
 def _advance_slice(X, S, Q, logsum, local, code, *shared):
     if _in_groups(code, shared[2].shape[2], Q.shape[1], Q.shape[2], X.shape[0]):
-        _GROUP_KERNELS[code](X, S, Q, logsum, local, code, *shared)
+        _GROUP_KERNELS[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
     else:
-        _SEQUENCE_KERNELS[code](X, S, Q, logsum, local, code, *shared)
+        _SEQUENCE_KERNELS[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
 
 
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
@@ -358,11 +356,10 @@ def _step_gru_rb(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangen
                 tangent)
 
 
-_STEP_KERNELS = {RNN_TANH: _step_vanilla, RNN_RELU: _step_vanilla, LSTM: _step_lstm,
-                 GRU: _step_gru, GRU_RB: _step_gru_rb}
+_STEP_KERNELS = (_step_vanilla, _step_lstm, _step_gru, _step_gru_rb)  # by FAMILY
 
 
 def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
     """One step for each of B states ``S`` into ``S_new``; with ``tangent``,
     ``Z[b] = J_b @ Q``."""
-    _STEP_KERNELS[code](code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent)
+    _STEP_KERNELS[FAMILY[code]](code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent)

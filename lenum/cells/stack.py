@@ -171,6 +171,11 @@ def gru_rb_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M
             diag, tmp, gates, tangent)
 
 
+#: each cell code's family, an index into every per-family tuple of kernels (in the
+#: order of the stack steps above: vanilla, LSTM, GRU, reset-before GRU)
+FAMILY = {RNN_TANH: 0, RNN_RELU: 0, LSTM: 1, GRU: 2, GRU_RB: 3}
+
+
 @jit
 def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D):
     """One step of a group of vanilla sequences, everything interleaved
