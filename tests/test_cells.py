@@ -214,3 +214,30 @@ def test_sigmoid_and_slope_is_sigmoid_and_dsigmoid_bit_for_bit(a, dtype):
             assert np.isnan(got), (x, got)
         else:
             assert np.float64(got).tobytes() == np.float64(want).tobytes(), (x, got, want)
+
+
+@settings(max_examples=300)
+@given(a=st.one_of(st.sampled_from(_SPECIAL + [1e-4, -1e-4, 0.55, -0.55, 1e-5, 0.54999]),
+                   st.floats(-20, 20), st.floats(-1e-3, 1e-3), st.floats()),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_tanh_and_slope(a, dtype):
+    """The cells' tanh (one exp for tanh and slope): the slope is dtanh bit for bit,
+    tanh within 2 ulp of a long-double tanh in float64 and correctly rounded in
+    float32, odd, NaN for NaN."""
+    from lenum.cells.activations import dtanh, tanh_and_slope
+
+    with np.errstate(over="ignore"):
+        x = dtype(a)
+    t, s = tanh_and_slope(x)
+    if np.isnan(x):
+        assert np.isnan(t) and np.isnan(s)
+        return
+    assert np.float64(s).tobytes() == np.float64(dtanh(x)).tobytes(), (x, s)
+    t = dtype(t)
+    assert t == -dtype(tanh_and_slope(-x)[0])
+    ref = np.tanh(np.longdouble(x))
+    # where long double is double, the oracle is itself within 1 ulp
+    slack = 0 if np.finfo(np.longdouble).eps < 1e-17 else 1
+    ulp = np.longdouble(np.spacing(dtype(abs(ref))))
+    err = abs(np.longdouble(t) - ref) / ulp
+    assert err <= (2 + slack if dtype == np.float64 else 0.5 + 1e-3 + slack), (x, t, err)

@@ -12,10 +12,9 @@ with gh_n = W_hn h + b_hn.  Building this N x N block explicitly and multiplying
 the basis costs 2 N^2 k flops, a third of propagating through the three gate blocks.
 """
 
-import numpy as np
 
 from .._jit import jit
-from .activations import dtanh, sigmoid_and_slope
+from .activations import sigmoid_and_slope, tanh_and_slope
 from .affine import affine
 
 
@@ -30,11 +29,11 @@ def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, g
         r, sr = sigmoid_and_slope(ar)
         z, sz = sigmoid_and_slope(az)
         an = gi[2 * N + i] + r * gh[2 * N + i]
-        n = np.tanh(an)
+        n, sn = tanh_and_slope(an)
         out_h[i] = (1.0 - z) * n + z * h[i]
         if need_m or need_bin:
             dz = (h[i] - n) * sz
-            dn = (1.0 - z) * dtanh(an)
+            dn = (1.0 - z) * sn
             dr = dn * gh[2 * N + i] * sr
             if need_m:
                 for j in range(N):

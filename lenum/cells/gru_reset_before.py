@@ -22,7 +22,7 @@ step), which the PyTorch variant does not need.
 import numpy as np
 
 from .._jit import jit
-from .activations import dtanh, sigmoid_and_slope
+from .activations import sigmoid_and_slope, tanh_and_slope
 
 
 @jit
@@ -73,10 +73,10 @@ def gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m
     dn = np.empty(N, dtype=h.dtype)
     for i in range(N):
         an = (gi[2 * N + i] + b_ih[2 * N + i]) + ghn[i] + b_hh[2 * N + i]
-        n = np.tanh(an)
+        n, sn = tanh_and_slope(an)
         out_h[i] = (1.0 - z[i]) * n + z[i] * h[i]
         dz[i] = (h[i] - n) * sz[i]
-        dn[i] = (1.0 - z[i]) * dtanh(an)
+        dn[i] = (1.0 - z[i]) * sn
     if not (need_m or need_bin):
         return
     # P = W_hn D(u): the chain through r, shared by both blocks

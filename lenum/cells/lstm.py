@@ -12,10 +12,9 @@ and the same with W_ih in place of W_hh for the derivative with respect to the i
 Only the h columns are dense: ``M`` holds them (rows h then c), ``diag`` the c columns.
 """
 
-import numpy as np
 
 from .._jit import jit
-from .activations import dtanh, sigmoid_and_slope
+from .activations import sigmoid_and_slope, tanh_and_slope
 from .affine import affine
 
 
@@ -39,17 +38,17 @@ def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, ne
         gi, si = sigmoid_and_slope(ai)
         gf, sf = sigmoid_and_slope(af)
         go, so = sigmoid_and_slope(ao)
-        gg = np.tanh(ag)
+        gg, sg = tanh_and_slope(ag)
         cn = gf * c[i] + gi * gg
-        tc = np.tanh(cn)
+        tc, stc = tanh_and_slope(cn)
         out_c[i] = cn
         out_h[i] = go * tc
         if need_m or need_bin:
             ci = gg * si
             cf = c[i] * sf
-            cg = gi * dtanh(ag)
+            cg = gi * sg
             co = tc * so
-            oc = go * dtanh(cn)
+            oc = go * stc
             diag[0, i] = oc * gf
             diag[1, i] = gf
             if need_m:

@@ -6,10 +6,9 @@ phi'(a) only: the tangent multiplies by W and then scales rows
 (:func:`lenum.cells.stack.vanilla_stack_step`), which never forms the N x N product D W.
 """
 
-import numpy as np
 
 from .._jit import jit
-from .activations import dtanh
+from .activations import tanh_and_slope
 from .affine import affine
 
 
@@ -30,6 +29,6 @@ def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope, ga
                 out_h[i] = 0.0
                 slope[i] = 0.0
         else:
-            out_h[i] = np.tanh(a[i])
+            out_h[i], s = tanh_and_slope(a[i])
             if need_slope:
-                slope[i] = dtanh(a[i])
+                slope[i] = s

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._jit import jit
 from ..lanes import LANES, scale_add, shared_product
-from .activations import dtanh, sigmoid_and_slope
+from .activations import sigmoid_and_slope, tanh_and_slope
 from .gru import gru_layer
 from .gru_reset_before import gru_reset_before_layer
 from .lstm import lstm_layer
@@ -222,8 +222,7 @@ def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
                         HN[0, r0 + i, ln] = 0.0
                         Dl[i, ln] = 0.0
                 else:
-                    HN[0, r0 + i, ln] = np.tanh(a)
-                    Dl[i, ln] = dtanh(a)
+                    HN[0, r0 + i, ln], Dl[i, ln] = tanh_and_slope(a)
     for layer in range(L):
         r0 = layer * N
         if layer > 0:
@@ -270,18 +269,18 @@ def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA,
                 gi, si = sigmoid_and_slope(ai)
                 gf, sf = sigmoid_and_slope(af)
                 go, so = sigmoid_and_slope(ao)
-                gg = np.tanh(ag)
+                gg, sg = tanh_and_slope(ag)
                 c = HA[0, r0 + N + i, ln]
                 cn = gf * c + gi * gg
-                tc = np.tanh(cn)
+                tc, stc = tanh_and_slope(cn)
                 HN[0, r0 + N + i, ln] = cn
                 HN[0, r0 + i, ln] = go * tc
                 Dl[0, i, ln] = gg * si
                 Dl[1, i, ln] = c * sf
-                Dl[2, i, ln] = gi * dtanh(ag)
+                Dl[2, i, ln] = gi * sg
                 Dl[3, i, ln] = gf
                 Dl[4, i, ln] = tc * so
-                Dl[5, i, ln] = go * dtanh(cn)
+                Dl[5, i, ln] = go * stc
     for layer in range(L):
         r0 = layer * S
         Dl = D[layer]
