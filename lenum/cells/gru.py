@@ -14,7 +14,7 @@ the basis costs 2 N^2 k flops, a third of propagating through the three gate blo
 
 
 from .._jit import jit
-from .activations import sigmoid_and_slope, tanh_and_slope
+from .activations import like, sigmoid_and_slope, tanh_and_slope
 from .affine import affine
 
 
@@ -35,10 +35,14 @@ def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, g
             dz = (h[i] - n) * sz
             dn = (1.0 - z) * sn
             dr = dn * gh[2 * N + i] * sr
+            # the row loops in M's dtype (see activations.like)
+            dzm, drm = like(dz, M), like(dr, M)
             if need_m:
+                dnr = like(dn * r, M)
                 for j in range(N):
-                    M[i, j] = dz * w_hh[N + i, j] + dr * w_hh[i, j] + dn * r * w_hh[2 * N + i, j]
+                    M[i, j] = dzm * w_hh[N + i, j] + drm * w_hh[i, j] + dnr * w_hh[2 * N + i, j]
                 M[i, i] += z
             if need_bin:
+                dnm = like(dn, M)
                 for j in range(inp.shape[0]):
-                    Bin[i, j] = dz * w_ih[N + i, j] + dr * w_ih[i, j] + dn * w_ih[2 * N + i, j]
+                    Bin[i, j] = dzm * w_ih[N + i, j] + drm * w_ih[i, j] + dnm * w_ih[2 * N + i, j]

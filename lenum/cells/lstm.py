@@ -14,7 +14,7 @@ Only the h columns are dense: ``M`` holds them (rows h then c), ``diag`` the c c
 
 
 from .._jit import jit
-from .activations import sigmoid_and_slope, tanh_and_slope
+from .activations import like, sigmoid_and_slope, tanh_and_slope
 from .affine import affine
 
 
@@ -51,6 +51,8 @@ def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, ne
             oc = go * stc
             diag[0, i] = oc * gf
             diag[1, i] = gf
+            # the row loops in M's dtype (see activations.like)
+            ci, cf, cg, co, oc = like(ci, M), like(cf, M), like(cg, M), like(co, M), like(oc, M)
             if need_m:
                 _lstm_block(w_hh, N, ci, cf, cg, co, oc, M, i)
             if need_bin:
