@@ -79,8 +79,8 @@ def check_contract(A, Q, logs, tol):
 
 # sizes covering one column, square, k < n, several panels of the blocked kernel
 # (PANEL = 32) with a partial last one, and the dispatch threshold on both sides;
-# from 128 rows lanes_qr applies its reflectors in pairs: (140, 37) has panels of 16,
-# 16 and 5 reflectors, so pairs in both directions and an odd one out
+# from 128 rows lanes_qr applies its reflectors in pairs: (140, 37) has four panels of
+# 8 reflectors and one of 5, so pairs in both directions and an odd one out
 SIZES = [(1, 1), (5, 1), (3, 3), (8, 8), (17, 5), (40, 40), (47, 47), (48, 48),
          (100, 37), (70, 70), (130, 16), (140, 37), (128, 128)]
 
