@@ -7,7 +7,7 @@ NaN); NaN or Inf input gives NaN logs without raising.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenum import lanes, qr
@@ -388,3 +388,22 @@ def test_scale_add_refuses_wrong_shapes():
                  (Y, 0, np.ones((2, 4, L - 1)), 0), (Y, -1, X, 0)]:
         with pytest.raises(ValueError, match="scale_add"):
             lanes.scale_add(*args, C, True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 45), m=st.integers(1, lanes.LANES),
+       b0=st.integers(0, 2), dtype=st.sampled_from(DTYPES))
+def test_lanes_gather_and_scatter_are_transposes(n, k, m, b0, dtype):
+    """gather and scatter against NumPy's transposes, bit for bit: full groups take
+    8 x 8 blocks in registers (float32 at any k, float64 up to 32 columns), with the
+    columns past a multiple of 8 one by one; partial groups element by element."""
+    rng = np.random.default_rng(n * 1000 + k * 10 + m)
+    Z = rng.standard_normal((m, n, k)).astype(dtype)
+    A, _, _, _ = lanes.make_lanes(n, k, Z)
+    lanes.gather(Z, m, A)
+    want = np.stack([Z[ln if ln < m else 0] for ln in range(lanes.LANES)], axis=2)
+    np.testing.assert_array_equal(A, want.transpose(1, 0, 2))
+    Q = np.full((b0 + m + 1, n, k), 7.0, dtype=dtype)
+    lanes.scatter(A, m, Q, b0)
+    np.testing.assert_array_equal(Q[b0:b0 + m], Z)
+    assert (Q[:b0] == 7.0).all() and (Q[b0 + m:] == 7.0).all()
