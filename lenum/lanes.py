@@ -11,8 +11,9 @@ horizontal sums, no branches.  3-13x faster than LAPACK up to 32 rows, 1.9-3.2x 
 
 numba leaves LLVM's SLP vectorizer off and fully unrolls a loop of 8 lanes before its
 loop vectorizer sees it, so the inner kernels (reflectors applied to columns, singly
-or two per pass; a sum of squares; the per-lane scalings) are written as LLVM vector
-code through numba intrinsics; the rest is plain numba.
+or two per pass; a sum of squares; the per-lane scalings; the 8 x 8 transposes that
+interleave blocks and write them back) are written as LLVM vector code through numba
+intrinsics; the rest is plain numba.
 
 Sequences of one network share its matrices, so their tangents can be formed in the
 same layout (:func:`shared_product`: each entry of W broadcast against a lane-vector,
