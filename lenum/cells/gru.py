@@ -12,7 +12,6 @@ with gh_n = W_hn h + b_hn.  Building this N x N block explicitly and multiplying
 the basis costs 2 N^2 k flops, a third of propagating through the three gate blocks.
 """
 
-
 from .._jit import jit
 from .activations import like, sigmoid_and_slope, tanh_and_slope
 from .affine import affine

@@ -12,7 +12,6 @@ and the same with W_ih in place of W_hh for the derivative with respect to the i
 Only the h columns are dense: ``M`` holds them (rows h then c), ``diag`` the c columns.
 """
 
-
 from .._jit import jit
 from .activations import like, sigmoid_and_slope, tanh_and_slope
 from .affine import affine

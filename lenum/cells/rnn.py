@@ -6,7 +6,6 @@ phi'(a) only: the tangent multiplies by W and then scales rows
 (:func:`lenum.cells.stack.vanilla_stack_step`), which never forms the N x N product D W.
 """
 
-
 from .._jit import jit
 from .activations import tanh_and_slope
 from .affine import affine
