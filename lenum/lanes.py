@@ -763,6 +763,8 @@ def scatter(A, m, Q, b0):
                 for ln in range(LANES):
                     Q[b0 + ln, r, c] = A[c, r, ln]
         return
+    # kept apart from the branch above: the same loop from a run-time first column
+    # (k8 = 0) ran 0.84x at n = 100, k = 37 in float64
     if m == LANES:  # a constant trip count, which the compiler unrolls
         for r in range(n):
             for c in range(k):
