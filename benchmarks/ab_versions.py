@@ -41,11 +41,11 @@ def load_versions(old_root, new_root, into):
     return importlib.import_module("lenum_old"), importlib.import_module("lenum_new")
 
 
-def compare(mods, cell, N, k_spec, dtype, repeats, work):
+def compare(mods, cell, N, k_spec, dtype, repeats, work, batch=None):
     w = reference.random_weights(cell, N, 16)
     n = 2 * N if cell == "lstm" else N
     k = n if k_spec == "n" else min(int(k_spec), n)
-    B = 64 if N == 32 else 16
+    B = batch or (64 if N == 32 else 16)
     T = max(2, int(work / (B * (2 * n * n * k + 4 * n * k * k))))
     x = np.random.default_rng(0).standard_normal((B, T, 16))
     nets = {m: mods[m].Network.from_state_dict(cell, w) for m in mods}
@@ -72,6 +72,9 @@ def main(argv=None):
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--work", type=float, default=3e7, help="tangent flops per run")
+    p.add_argument("--batch", type=int, default=None,
+                   help="sequences B (default 16, 64 at N = 32)")
+    p.add_argument("--lstm-512", action="store_true", help="also LSTM N = 256 (n = 512)")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,11 +85,11 @@ def main(argv=None):
         for dtype in args.dtypes.split(","):
             for cell in args.cells.split(","):
                 for N in (int(s) for s in args.sizes.split(",")):
-                    if cell == "lstm" and N > 128:
+                    if cell == "lstm" and N > 128 and not args.lstm_512:
                         continue  # n = 512: minutes per case
                     for k in args.k.split(","):
                         n, kk, B, sp, lead = compare(mods, cell, N, k, dtype, args.repeats,
-                                                     args.work)
+                                                     args.work, args.batch)
                         rows.append(sp)
                         print(f"| {cell} | {N} | {n} | {kk} | {dtype} | {B} | {sp:.2f} | "
                               f"{lead:.0e} |", flush=True)

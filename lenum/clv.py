@@ -111,7 +111,7 @@ def _forward_steps(step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_i
             if bad[b] >= 0:
                 break
             step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z, M, Bin,
-                 diag, tmp, gates, True)
+                 diag, tmp, gates, True, False)
             for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.copy_block
                 S[b, i] = s_new[i]
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):

@@ -20,7 +20,7 @@ from .cells.stack import (FAMILY, grouped, gru_rb_stack_step, gru_stack_step,
                           lstm_group_step, lstm_stack_step, make_group_workspace,
                           make_workspace, vanilla_group_step, vanilla_stack_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
-from .qr import qr_logdiag, work_rows
+from .qr import factor_step, form_q, qr_logdiag, work_rows
 
 _pool = None
 
@@ -224,7 +224,7 @@ def _advance_sequences(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b
             for ln in range(m):
                 b = b0 + ln
                 step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M,
-                     Bin, diag, tmp, gates, True)
+                     Bin, diag, tmp, gates, True, False)
                 for i in range(n):  # not S[b, :] = s_new: see copy_block
                     S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
@@ -265,6 +265,92 @@ def _advance_gru_rb(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh
 _SEQUENCE_KERNELS = (_advance_vanilla, _advance_lstm, _advance_gru, _advance_gru_rb)  # by FAMILY
 
 
+def held_basis(m, n, k, qr_every):
+    """Whether a thread's ``m`` sequences keep their bases as the reflectors of their
+    last QR and apply them to the next Jacobian (:func:`lenum.qr.factor_step`), never
+    forming them: at k = n, with a QR every step, for sequences that do not fill an
+    interleaved group (:func:`lenum.lanes.pays`).
+
+    Whole spectra, one sequence on one thread, A/B against forming Q
+    (benchmarks/RESULTS.md): rnn_tanh and GRU 1.1-1.35x at n = 128-256, LSTM (whose
+    structured product costs half as much) 1.0-1.1x, n = 16-96 0.9-1.3x.  Interleaved
+    groups stay faster (this in their place: 0.67-1.01x).
+    """
+    return k == n and qr_every == 1 and not pays(m, n, k)
+
+
+@jit(inline="always")
+def _held_qr(Zt, held, slot, logs, work, logsum, local, tg, T, warmup, keep_local):
+    # step tg's QR, of J_t Q when the basis Q is held as reflectors in work (Zt = J_t),
+    # else of Zt itself (a window's first step, Zt = J_t Q); returns the block of work
+    # that holds the new reflectors
+    slot = factor_step(Zt, logs, work, slot, held)
+    _, counted, block, length = counting(tg, T, warmup, 1)
+    if counted:
+        _record(logs, logsum, local, block, length, keep_local)
+    return slot
+
+
+@jit(inline="always")
+def _advance_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                  warmup, keep_local):
+    """The window for sequences whose bases are held as reflectors (:func:`held_basis`),
+    one at a time: the first step multiplies J_t by the basis given, the others have
+    the stack step write J_t itself for the reflectors to multiply, and the last forms
+    the basis the next window starts from."""
+    B, n, k = Q.shape
+    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
+    s_new = np.empty(n, dtype=X.dtype)
+    Z = np.empty((n, k), dtype=X.dtype)
+    logs = np.empty(k, dtype=np.float64)
+    work = np.empty((work_rows(n), k), dtype=X.dtype)
+    for b in range(B):
+        slot = 0
+        for t in range(X.shape[1]):
+            step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z, M, Bin,
+                 diag, tmp, gates, True, t > 0)
+            for i in range(n):  # not S[b, :] = s_new: see copy_block
+                S[b, i] = s_new[i]
+            slot = _held_qr(Z, t > 0, slot, logs, work, logsum[b], local[b], t0 + t + 1, T,
+                            warmup, keep_local)
+        if X.shape[1] > 0:
+            form_q(Q[b], work, slot)
+
+
+# and the window kernels for held bases, per family again: a spectrum compiles either
+# these or the ones above, whose interleaved QR these do not need
+@jit
+def _advance_vanilla_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                          warmup, qr_every, keep_local):
+    _advance_held(vanilla_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                  b_hh, t0, T, warmup, keep_local)
+
+
+@jit
+def _advance_lstm_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                       warmup, qr_every, keep_local):
+    _advance_held(lstm_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                  b_hh, t0, T, warmup, keep_local)
+
+
+@jit
+def _advance_gru_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                      warmup, qr_every, keep_local):
+    _advance_held(gru_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                  b_hh, t0, T, warmup, keep_local)
+
+
+@jit
+def _advance_gru_rb_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                         warmup, qr_every, keep_local):
+    _advance_held(gru_rb_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                  b_hh, t0, T, warmup, keep_local)
+
+
+_HELD_KERNELS = (_advance_vanilla_held, _advance_lstm_held, _advance_gru_held,
+                 _advance_gru_rb_held)  # by FAMILY
+
+
 def _in_groups(code, N, n, k, B):
     """How many of a thread's B sequences go to the group kernel of their cell: all of
     them once there is a full group (the last group padded), a lone partial group
@@ -282,10 +368,14 @@ def _in_groups(code, N, n, k, B):
 
 
 def _advance_slice(X, S, Q, logsum, local, code, *shared):
-    if _in_groups(code, shared[2].shape[2], Q.shape[1], Q.shape[2], X.shape[0]):
-        _GROUP_KERNELS[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
+    B, n, k = Q.shape
+    if _in_groups(code, shared[2].shape[2], n, k, B):
+        kernels = _GROUP_KERNELS
+    elif held_basis(B, n, k, shared[8]):
+        kernels = _HELD_KERNELS
     else:
-        _SEQUENCE_KERNELS[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
+        kernels = _SEQUENCE_KERNELS
+    kernels[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
 
 
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
@@ -295,7 +385,8 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     ``logsum`` (B, k) accumulates the counted log|R_ii|; ``local`` (B, S, k) receives
     the finite-time exponents when ``keep_local``.  Each thread's sequences go to the
     group kernel of their cell where it has one and they fill a group
-    (:func:`_in_groups`), else to the per-sequence kernel.
+    (:func:`_in_groups`), else to the kernel that holds their bases as reflectors
+    where that applies (:func:`held_basis`), else to the per-sequence kernel.
     """
     over_sequences(_advance_slice, X.shape[0], (X, S, Q, logsum, local),
                     (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
@@ -315,51 +406,81 @@ def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
                      keep_local, lanes, logs, work)
 
 
+@jit
+def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+    # _advance_held for given Jacobians: after a window's first step, J_t is multiplied
+    # by the reflectors as it is
+    B, n, k = Q.shape
+    Z = np.empty((n, k), dtype=J.dtype)
+    logs = np.empty(k, dtype=np.float64)
+    work = np.empty((work_rows(n), k), dtype=J.dtype)
+    if J.shape[1] == 0:
+        return
+    for b in range(B):
+        np.dot(J[b, 0], Q[b], Z)
+        slot = _held_qr(Z, False, 0, logs, work, logsum[b], local[b], t0 + 1, T, warmup,
+                        keep_local)
+        for t in range(1, J.shape[1]):
+            slot = _held_qr(J[b, t], True, slot, logs, work, logsum[b], local[b], t0 + t + 1,
+                            T, warmup, keep_local)
+        form_q(Q[b], work, slot)
+
+
+def _advance_jacobians_slice(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+    B, n, k = Q.shape
+    kernel = _advance_jacobians_held if held_basis(B, n, k, qr_every) else _advance_jacobians
+    kernel(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
+
+
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n)."""
-    over_sequences(_advance_jacobians, J.shape[0], (J, Q, logsum, local),
+    over_sequences(_advance_jacobians_slice, J.shape[0], (J, Q, logsum, local),
                     (t0, T, warmup, qr_every, keep_local))
 
 
 @jit(inline="always")
-def _step_batch(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+def _step_batch(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent,
+                identity):
     k = Q.shape[1]
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     for b in range(X.shape[0]):
         step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b], S[b], S_new[b], Q, Z[b], M, Bin, diag,
-             tmp, gates, tangent)
+             tmp, gates, tangent, identity)
 
 
 # per cell family, like the window kernels: lenum.jacobian on one cell compiled all
 # five (27 s cold)
 @jit
-def _step_vanilla(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+def _step_vanilla(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent, identity):
     _step_batch(vanilla_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
-                tangent)
+                tangent, identity)
 
 
 @jit
-def _step_lstm(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+def _step_lstm(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent, identity):
     _step_batch(lstm_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
-                tangent)
+                tangent, identity)
 
 
 @jit
-def _step_gru(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+def _step_gru(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent, identity):
     _step_batch(gru_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
-                tangent)
+                tangent, identity)
 
 
 @jit
-def _step_gru_rb(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+def _step_gru_rb(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent, identity):
     _step_batch(gru_rb_stack_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z,
-                tangent)
+                tangent, identity)
 
 
 _STEP_KERNELS = (_step_vanilla, _step_lstm, _step_gru, _step_gru_rb)  # by FAMILY
 
 
-def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent):
+def step_batch(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent,
+               identity=False):
     """One step for each of B states ``S`` into ``S_new``; with ``tangent``,
-    ``Z[b] = J_b @ Q``."""
-    _STEP_KERNELS[FAMILY[code]](code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent)
+    ``Z[b] = J_b @ Q``, or with ``identity`` too (Q = I, n x n), ``Z[b] = J_b`` written
+    out without the products by Q."""
+    _STEP_KERNELS[FAMILY[code]](code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, tangent,
+                                identity)

@@ -671,5 +671,5 @@ def jacobian(net, h, x):
     out = np.empty_like(H)
     eye = np.eye(n, dtype=dt)
     Z = np.empty((H.shape[0], n, n), dtype=dt)
-    cpu.step_batch(net.cell_code, *net.packed(dt), X, H, out, eye, Z, True)
+    cpu.step_batch(net.cell_code, *net.packed(dt), X, H, out, eye, Z, True, True)
     return Z[0] if single else Z

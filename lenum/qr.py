@@ -65,7 +65,7 @@ WORK_ROWS = 66
 # instead the compiled code calls a symbol by name, and every process binds that name
 # to SciPy's LAPACK here, at import, before any cached kernel is loaded.
 _LAPACK_ROUTINES = ("dgelqf", "dorglq", "sgelqf", "sorglq",
-                    "dgeqrf", "dorgqr", "sgeqrf", "sorgqr")
+                    "dgeqrf", "dorgqr", "sgeqrf", "sorgqr", "dormqr", "sormqr")
 for _name in _LAPACK_ROUTINES:
     _llvm.add_symbol("lenum_" + _name,
                      get_cython_function_address("scipy.linalg.cython_lapack", _name))
@@ -128,6 +128,46 @@ def _make_lapack_intrinsic(kind):
         return sig, codegen
 
     return lq
+
+
+@intrinsic
+def _ormqr_rn(typingctx, n, a, tau, c, work, lwork):
+    """Intrinsic ``f(n, A, tau, C, work, lwork) -> info``: LAPACK's ``?ormqr`` with side
+    'R' and trans 'N', C := C Q for the Fortran n x n matrices ``C`` and ``A``, whose n
+    reflectors (as ?geqrf leaves them, with ``tau``) make Q."""
+    if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.int32(n, a, tau, c, work, lwork)
+
+    def codegen(context, builder, signature, args):
+        i32 = context.get_value_type(types.int32)
+        i32p = i32.as_pointer()
+        i8 = cgutils.ir.IntType(8)
+        fp = context.get_value_type(signature.args[1].dtype).as_pointer()
+
+        def int_ptr(i):
+            return cgutils.alloca_once_value(
+                builder, context.cast(builder, args[i], signature.args[i], types.int32))
+
+        def data(i):
+            arr = context.make_array(signature.args[i])(context, builder, args[i])
+            return builder.bitcast(arr.data, fp)
+
+        side = cgutils.alloca_once_value(builder, i8(ord("R")))
+        trans = cgutils.alloca_once_value(builder, i8(ord("N")))
+        pn = int_ptr(0)
+        pinfo = cgutils.alloca_once_value(builder, i32(0))
+        # ormqr(side, trans, m, n, k, a, lda, tau, c, ldc, work, lwork, info), m = n = k
+        fnty = cgutils.ir.FunctionType(cgutils.ir.VoidType(),
+                                       [i8.as_pointer(), i8.as_pointer(), i32p, i32p, i32p,
+                                        fp, i32p, fp, fp, i32p, fp, i32p, i32p])
+        prefix = "d" if signature.args[1].dtype == types.float64 else "s"
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "lenum_" + prefix + "ormqr")
+        builder.call(fn, [side, trans, pn, pn, pn, data(1), pn, data(2), data(3), pn,
+                          data(4), int_ptr(5), pinfo])
+        return builder.load(pinfo)
+
+    return sig, codegen
 
 
 _gelqf = _make_lapack_intrinsic("gelqf")
@@ -463,10 +503,88 @@ def lq_qr(A, Q, logs, work):
 def work_rows(n):
     """Rows of the (rows, k) workspace that :func:`qr_logdiag` wants for n-row blocks.
 
-    ``WORK_ROWS`` for tau, the signs and LAPACK's work array, plus ``n`` for the
-    Fortran-ordered copy that :func:`geqrf_qr` factorises.
+    ``WORK_ROWS`` for tau, the signs and LAPACK's work array, plus two blocks of ``n``:
+    the Fortran-ordered copy that :func:`geqrf_qr` factorises, and the second block
+    that :func:`factor_step` alternates with it.
     """
-    return WORK_ROWS + n
+    return WORK_ROWS + 2 * n
+
+
+@jit(inline="always")
+def _transposed_copy(A, F):
+    # F (k x n, a Fortran n x k block) = A^T; the copy doubles as the finiteness check
+    # (see lq_qr): x * 0 is NaN for NaN and Inf.  False for a non-finite A.
+    s = 0.0
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            a = A[i, j]
+            s += a * 0.0
+            F[j, i] = a
+    return s == 0.0
+
+
+@jit
+def _block(work, slot, n, k):
+    # the Fortran n x k block number ``slot`` (0 or 1) in work's rows from WORK_ROWS
+    r = WORK_ROWS + slot * n
+    return work[r:r + n].reshape((k, n))
+
+
+@jit
+def factor_step(A, logs, work, slot, held):
+    """QR of a block into ``work``, as :func:`geqrf_qr` makes it, Q not formed.
+
+    Without ``held``: the QR of ``A`` (n x k) itself, into block 0.  With ``held``
+    (k = n): the next step of the QR method with the basis not formed, the QR of
+    ``A Q``, ``A`` the next Jacobian and Q (diag(R) >= 0) the factor already in block
+    ``slot``; ``A Q`` is made in the other block by LAPACK's ormqr, which applies Q's
+    reflectors to ``A`` from the right, 2 n^3 flops where forming Q (orgqr) and
+    multiplying cost 4/3 n^3 + 2 n^3 (benchmarks/bench_implicit_q.py).
+
+    Returns the block that now holds the factorisation: the reflectors in LAPACK's
+    geqrf layout (the Fortran n x k matrix in ``work``'s rows from ``WORK_ROWS + block
+    n``), their tau in ``work[0]``, the signs of R's diagonal in ``work[1]``; for
+    :func:`form_q` or the next held step.  ``logs`` receives ``log|R_jj|``, all NaN
+    for a block that holds a NaN or Inf.  ``work[2:WORK_ROWS]`` is LAPACK's work array.
+    """
+    n, k = A.shape
+    if (work.shape[0] < WORK_ROWS + 2 * n or work.shape[1] != k
+            or work.strides[1] != work.itemsize or work.strides[0] != k * work.itemsize):
+        # a caller's bug, not a user's input: no silent fallback, whose np.linalg.qr
+        # would also double the kernels' compile time
+        raise ValueError("geqrf_qr: work must be C-contiguous with work_rows(n) rows")
+    out = 1 - slot if held else 0
+    C = _block(work, out, n, k)
+    info = 0 if _transposed_copy(A, C) else 1
+    lw = work[2:WORK_ROWS]
+    lwork = (WORK_ROWS - 2) * k
+    if held and info == 0:
+        info = _ormqr_rn(n, _block(work, slot, n, k), work[0], C, lw, lwork)
+        # Q's signs: column j of the Fortran C is row j here
+        for j in range(k):
+            sg = work[1, j]
+            for i in range(n):
+                C[j, i] *= sg
+    if info == 0:
+        info = _geqrf(n, k, k, C, work[0], lw, lwork)
+    for j in range(k):
+        d = C[j, j]
+        logs[j] = np.log(abs(d)) if info == 0 else np.nan
+        work[1, j] = -1.0 if d < 0 else 1.0
+    return out
+
+
+@jit
+def form_q(Q, work, slot):
+    """Q (n x k) with diag(R) >= 0 from the factorisation that :func:`factor_step` left
+    in block ``slot`` of ``work``; NaN where LAPACK fails."""
+    n, k = Q.shape
+    F = _block(work, slot, n, k)
+    info = _orgqr(n, k, k, F, work[0], work[2:WORK_ROWS], (WORK_ROWS - 2) * k)
+    for j in range(k):
+        sg = work[1, j] if info == 0 else np.nan
+        for i in range(n):
+            Q[i, j] = sg * F[j, i]
 
 
 @jit
@@ -497,14 +615,7 @@ def geqrf_qr(A, Q, logs, work):
         # would also double the kernels' compile time
         raise ValueError("geqrf_qr: work must be C-contiguous with work_rows(n) rows")
     F = work[WORK_ROWS:WORK_ROWS + n].reshape((k, n))
-    # the copy doubles as the finiteness check (see lq_qr): x * 0 is NaN for NaN, Inf
-    s = 0.0
-    for i in range(n):
-        for j in range(k):
-            a = A[i, j]
-            s += a * 0.0
-            F[j, i] = a
-    if s != 0.0:
+    if not _transposed_copy(A, F):
         for j in range(k):
             logs[j] = np.nan
         return

@@ -59,6 +59,12 @@ def test_bench_qr_and_tangent_smoke(capsys):
     assert all(v > 0 for v in r.values())
 
 
+def test_bench_implicit_q_smoke():
+    t = load("bench_implicit_q").measure(8, "float64", repeats=1, budget=1e-5)
+    assert all(t[part] > 0 for part in ("geqrf", "orgqr", "gemm", "ormqr", "lanes"))
+    assert t["form"] > t["geqrf"] and t["apply"] > t["geqrf"]
+
+
 def test_bench_qr_every_smoke(capsys):
     rows = load("bench_qr_every").main(["--N", "4", "--T", "40", "--B", "2",
                                         "--intervals", "1,2"])

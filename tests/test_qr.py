@@ -234,6 +234,50 @@ def test_geqrf_refuses_a_short_workspace():
         qr.geqrf_qr(A, np.empty_like(A), np.empty(4), np.empty((2, 4)))
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 48), steps=st.integers(1, 4), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**32 - 1), log_scale=st.floats(-3, 3))
+def test_held_steps_are_the_qr_of_j_times_the_formed_basis(n, steps, dtype, seed, log_scale):
+    """The QR method at k = n with the basis kept as reflectors (``factor_step`` with
+    ``held``) against the same steps with Q formed and multiplied (``geqrf_qr`` and a
+    product): the same logs and, formed at the end, the same basis, to round-off.  A
+    step that read the wrong slot moves the logs by O(1); one that left out Q's signs
+    (which the logs do not see) ends in a basis with columns of the wrong sign."""
+    rng = np.random.default_rng(seed)
+    J = (rng.standard_normal((steps + 1, n, n)) * 10.0 ** log_scale).astype(dtype)
+    work = np.empty((qr.work_rows(n), n), dtype=dtype)
+    logs = np.full(n, 7.0)
+    assert qr.factor_step(J[0], logs, work, 1, False) == 0
+    Q_ref, l_ref = np.empty((n, n), dtype=dtype), np.empty(n)
+    qr.geqrf_qr(J[0], Q_ref, l_ref, np.empty_like(work))
+    np.testing.assert_array_equal(logs, l_ref)
+    slot = 0
+    tol = EPS[dtype] * 10 * n
+    for t in range(1, steps + 1):
+        slot = qr.factor_step(J[t], logs, work, slot, True)
+        assert slot == t % 2
+        qr.geqrf_qr(J[t] @ Q_ref, Q_ref, l_ref, np.empty_like(work))
+        np.testing.assert_allclose(logs, l_ref, atol=tol * 10)
+    Q = np.full((n, n), np.nan, dtype=dtype)
+    qr.form_q(Q, work, slot)
+    np.testing.assert_allclose(Q, Q_ref, atol=tol * 100 * steps)
+    np.testing.assert_allclose(Q.T.astype(np.float64) @ Q, np.eye(n), atol=tol)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_held_step_reports_a_non_finite_jacobian(bad):
+    n = 6
+    rng = np.random.default_rng(2)
+    work = np.empty((qr.work_rows(n), n))
+    logs = np.empty(n)
+    assert qr.factor_step(rng.standard_normal((n, n)), logs, work, 0, False) == 0
+    assert np.isfinite(logs).all()
+    J = rng.standard_normal((n, n))
+    J[4, 1] = bad
+    assert qr.factor_step(J, logs, work, 0, True) == 1
+    assert np.isnan(logs).all()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (33, 33), (70, 20), (140, 37)])
 def test_lanes_are_independent(dtype, n, k):

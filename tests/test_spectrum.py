@@ -436,7 +436,8 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
 
 def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
     """k = n = MAX_COLS = 256: a group of 8 takes the interleaved QR, a sequence alone
-    LAPACK's (checked against the oracle elsewhere); same exponents up to round-off.
+    LAPACK's, its basis kept as reflectors between steps (lenum.qr.factor_step; checked
+    against the oracle elsewhere); same exponents up to round-off.
 
     Over T = 4 steps the smallest of 256 exponents are logs of R_ii far below ||J||, so
     their round-off is eps * ||J|| / R_ii per step: observed 2e-11 in float64 (and 7e-3
@@ -857,3 +858,9 @@ def test_group_kernel_routing():
     assert cpu._in_groups(LSTM, 64, 128, 33, 16) == 0
     assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 0  # N > 128: not measured to pay
     assert cpu._in_groups(GRU, 32, 32, 8, 16) == 0
+    # the others hold their bases as reflectors at k = n with a QR every step, unless
+    # they fill an interleaved group (lenum.cpu.held_basis)
+    assert cpu.held_basis(7, 128, 128, 1) and cpu.held_basis(16, 300, 300, 1)
+    assert not cpu.held_basis(8, 128, 128, 1)  # a full group: the interleaved QR
+    assert not cpu.held_basis(1, 128, 127, 1)  # k < n: the reflectors would not make Q
+    assert not cpu.held_basis(1, 128, 128, 2)  # no QR to hold between

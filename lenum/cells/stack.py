@@ -3,8 +3,12 @@
 The state vector holds layer 0 first and, within an LSTM layer, h before c.  Layer
 l > 0 reads the *new* h of layer l-1, so the Jacobian is block lower-triangular and the
 tangent of layer l is  Z_l = A_l Q_l + B_l Z_{l-1}[h],  computed layer by layer (the
-cross-layer chain of SPEC section 1).  ``lenum.jacobian`` is this tangent applied to
-the identity.
+cross-layer chain of SPEC section 1).
+
+With ``identity`` the steps put J_t itself in Z (Q is not read), writing each
+layer's own rows of J where the tangent would multiply them by Q = I: that is
+``lenum.jacobian``, and the engine applies a basis it keeps as reflectors to that J_t
+(:func:`lenum.qr.factor_step`, k = n).
 """
 
 import numpy as np
@@ -36,8 +40,21 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
 
 
 @jit(inline="always")
+def _rows_of_j(E, Z, r0, S):
+    # rows r0 .. r0 + S of Z: the layer's own block E of J in its columns (from r0),
+    # zeros elsewhere (identity steps: E times the identity, without the product)
+    Zl = Z[r0:r0 + S]
+    for i in range(S):
+        for j in range(Z.shape[1]):
+            Zl[i, j] = 0.0
+        for j in range(E.shape[1]):
+            Zl[i, r0 + j] = E[i, j]
+    return Zl
+
+
+@jit(inline="always")
 def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                   tmp, gates, tangent):
+                   tmp, gates, tangent, identity):
     N = w_hh.shape[1]
     rnn_layer(code == RNN_RELU, w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N],
               diag[0], tangent, gates)
@@ -46,7 +63,10 @@ def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z,
     # Z = D (W_hh Q + W_ih Z_below): the same flops as forming D W and multiplying,
     # without the N x N pass; 10-27 % faster for k << N
     Zl = Z[r0:r0 + N]
-    np.dot(w_hh, Q[r0:r0 + N], Zl)
+    if identity:
+        _rows_of_j(w_hh, Z, r0, N)
+    else:
+        np.dot(w_hh, Q[r0:r0 + N], Zl)
     if layer > 0:
         np.dot(w_ih, Z[r0 - N:r0], tmp)
         Zl += tmp
@@ -66,54 +86,64 @@ def _chain_below(layer, Bin, Z, r0, S, N, tmp):
 
 
 @jit(inline="always")
-def _dense_tangent(tangent, layer, M, Bin, Q, Z, r0, N, tmp):
+def _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp):
     # a GRU layer's tangent: its dense Jacobian block M times its rows of Q
     if tangent:
-        np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
+        if identity:
+            _rows_of_j(M, Z, r0, N)
+        else:
+            np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
 
 
 @jit(inline="always")
 def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                tmp, gates, tangent):
+                tmp, gates, tangent, identity):
     N = w_hh.shape[1]
     S = 2 * N
     lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s[r0 + N:r0 + S], s_new[r0:r0 + N],
                s_new[r0 + N:r0 + S], M, diag, Bin, tangent, tangent and layer > 0, gates)
     if not tangent:
         return
-    Zl = Z[r0:r0 + S]
-    np.dot(M, Q[r0:r0 + N], Zl)
-    Qc = Q[r0 + N:r0 + S]
-    for i in range(N):
-        dh, dc = diag[0, i], diag[1, i]
-        for j in range(Q.shape[1]):
-            Zl[i, j] += dh * Qc[i, j]
-            Zl[N + i, j] += dc * Qc[i, j]
+    if identity:
+        # the c columns of the layer's rows of J are diagonal
+        Zl = _rows_of_j(M, Z, r0, S)
+        for i in range(N):
+            Zl[i, r0 + N + i] = diag[0, i]
+            Zl[N + i, r0 + N + i] = diag[1, i]
+    else:
+        Zl = Z[r0:r0 + S]
+        np.dot(M, Q[r0:r0 + N], Zl)
+        Qc = Q[r0 + N:r0 + S]
+        for i in range(N):
+            dh, dc = diag[0, i], diag[1, i]
+            for j in range(Q.shape[1]):
+                Zl[i, j] += dh * Qc[i, j]
+                Zl[N + i, j] += dc * Qc[i, j]
     _chain_below(layer, Bin, Z, r0, S, N, tmp)
 
 
 @jit(inline="always")
 def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-               tmp, gates, tangent):
+               tmp, gates, tangent, identity):
     N = w_hh.shape[1]
     gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin, tangent,
               tangent and layer > 0, gates)
-    _dense_tangent(tangent, layer, M, Bin, Q, Z, r0, N, tmp)
+    _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp)
 
 
 @jit(inline="always")
 def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                  tmp, gates, tangent):
+                  tmp, gates, tangent, identity):
     N = w_hh.shape[1]
     gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M,
                            Bin, tangent, tangent and layer > 0)
-    _dense_tangent(tangent, layer, M, Bin, Q, Z, r0, N, tmp)
+    _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp)
 
 
 @jit(inline="always")
 def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent):
+            tmp, gates, tangent, identity):
     L = w_hh.shape[0]
     N = w_hh.shape[2]
     S = s.shape[0] // L
@@ -126,14 +156,14 @@ def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z,
             inp = s_new[r0 - S:r0 - S + N]
             w_ih = w_ihr[layer - 1]
         layer_step(code, layer, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, s, s_new, r0,
-                   Q, Z, M, Bin, diag, tmp, gates, tangent)
+                   Q, Z, M, Bin, diag, tmp, gates, tangent, identity)
 
 
 @jit
 def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-                       tmp, gates, tangent):
+                       tmp, gates, tangent, identity):
     """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q:
-    vanilla layers (rnn_tanh, rnn_relu).
+    vanilla layers (rnn_tanh, rnn_relu).  With ``identity`` (k = n), Z = J_t.
 
     One function per cell family (:func:`lstm_stack_step`, :func:`gru_stack_step`,
     :func:`gru_rb_stack_step`), each the loop over layers of :func:`_layers` around its
@@ -144,31 +174,31 @@ def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, 
     CLV kernels of one family share one compiled step.
     """
     _layers(_vanilla_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
-            diag, tmp, gates, tangent)
+            diag, tmp, gates, tangent, identity)
 
 
 @jit
 def lstm_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
-                    gates, tangent):
+                    gates, tangent, identity):
     """:func:`vanilla_stack_step` for LSTM layers."""
     _layers(_lstm_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent)
+            tmp, gates, tangent, identity)
 
 
 @jit
 def gru_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
-                   gates, tangent):
+                   gates, tangent, identity):
     """:func:`vanilla_stack_step` for GRU layers (PyTorch's, reset after the product)."""
     _layers(_gru_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent)
+            tmp, gates, tangent, identity)
 
 
 @jit
 def gru_rb_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-                      tmp, gates, tangent):
+                      tmp, gates, tangent, identity):
     """:func:`vanilla_stack_step` for reset-before GRU layers."""
     _layers(_gru_rb_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
-            diag, tmp, gates, tangent)
+            diag, tmp, gates, tangent, identity)
 
 
 #: each cell code's family, an index into every per-family tuple of kernels (in the
