@@ -271,10 +271,10 @@ def held_basis(m, n, k, qr_every):
     forming them: at k = n, with a QR every step, for sequences that do not fill an
     interleaved group (:func:`lenum.lanes.pays`).
 
-    Whole spectra, one sequence on one thread, A/B against forming Q
-    (benchmarks/RESULTS.md): rnn_tanh and GRU 1.1-1.35x at n = 128-256, LSTM (whose
-    structured product costs half as much) 1.0-1.1x, n = 16-96 0.9-1.3x.  Interleaved
-    groups stay faster (this in their place: 0.67-1.01x).
+    Whole spectra, A/B against forming Q (benchmarks/RESULTS.md): one sequence on one
+    thread median 1.12x (1.00-1.38x) over rnn_tanh, GRU and LSTM at n = 32-256; two
+    threads with a sequence each, median 1.01x (0.95-1.25x).  Interleaved groups stay
+    faster (this in their place: 0.67-1.01x).
     """
     return k == n and qr_every == 1 and not pays(m, n, k)
 
