@@ -71,6 +71,16 @@ for _name in _LAPACK_ROUTINES:
                      get_cython_function_address("scipy.linalg.cython_lapack", _name))
 
 
+def _int_ptr(context, builder, val, ty):
+    # a pointer to an int32 copy of ``val`` (LAPACK takes every argument by pointer)
+    return cgutils.alloca_once_value(builder, context.cast(builder, val, ty, types.int32))
+
+
+def _data_ptr(context, builder, val, ty, fp):
+    # array ``val``'s data, as the float pointer type ``fp``
+    return builder.bitcast(context.make_array(ty)(context, builder, val).data, fp)
+
+
 def _make_lapack_intrinsic(kind):
     """Intrinsic ``f(m, n, k, A, tau, work, lwork) -> info`` for LAPACK's ``?<kind>``.
 
@@ -95,11 +105,10 @@ def _make_lapack_intrinsic(kind):
             fp = context.get_value_type(aty.dtype).as_pointer()
 
             def int_ptr(val, ty):
-                return cgutils.alloca_once_value(builder, context.cast(builder, val, ty,
-                                                                       types.int32))
+                return _int_ptr(context, builder, val, ty)
 
             def data(val, ty):
-                return builder.bitcast(context.make_array(ty)(context, builder, val).data, fp)
+                return _data_ptr(context, builder, val, ty, fp)
 
             prefix = "d" if aty.dtype == types.float64 else "s"
             pm = int_ptr(m_, signature.args[0])
@@ -146,12 +155,10 @@ def _ormqr_rn(typingctx, n, a, tau, c, work, lwork):
         fp = context.get_value_type(signature.args[1].dtype).as_pointer()
 
         def int_ptr(i):
-            return cgutils.alloca_once_value(
-                builder, context.cast(builder, args[i], signature.args[i], types.int32))
+            return _int_ptr(context, builder, args[i], signature.args[i])
 
         def data(i):
-            arr = context.make_array(signature.args[i])(context, builder, args[i])
-            return builder.bitcast(arr.data, fp)
+            return _data_ptr(context, builder, args[i], signature.args[i], fp)
 
         side = cgutils.alloca_once_value(builder, i8(ord("R")))
         trans = cgutils.alloca_once_value(builder, i8(ord("N")))
@@ -577,7 +584,7 @@ def factor_step(A, logs, work, slot, held):
 @jit
 def form_q(Q, work, slot):
     """Q (n x k) with diag(R) >= 0 from the factorisation that :func:`factor_step` left
-    in block ``slot`` of ``work``; NaN where LAPACK fails."""
+    in block ``slot`` of ``work``; NaN, and False returned, where LAPACK fails."""
     n, k = Q.shape
     F = _block(work, slot, n, k)
     info = _orgqr(n, k, k, F, work[0], work[2:WORK_ROWS], (WORK_ROWS - 2) * k)
@@ -585,6 +592,7 @@ def form_q(Q, work, slot):
         sg = work[1, j] if info == 0 else np.nan
         for i in range(n):
             Q[i, j] = sg * F[j, i]
+    return info == 0
 
 
 @jit
@@ -607,39 +615,11 @@ def geqrf_qr(A, Q, logs, work):
     work : ndarray (work_rows(n), k), C-contiguous, A's dtype
         Workspace (a smaller or non-contiguous one raises ValueError).
     """
-    n, k = A.shape
-    isz = work.itemsize
-    if (work.shape[0] < WORK_ROWS + n or work.strides[1] != isz
-            or work.strides[0] != k * isz):
-        # a caller's bug, not a user's input: no silent fallback, whose np.linalg.qr
-        # would also double the kernels' compile time
-        raise ValueError("geqrf_qr: work must be C-contiguous with work_rows(n) rows")
-    F = work[WORK_ROWS:WORK_ROWS + n].reshape((k, n))
-    if not _transposed_copy(A, F):
-        for j in range(k):
+    factor_step(A, logs, work, 0, False)
+    # NaN logs: the input held a NaN or Inf or geqrf failed, and Q is left as it was
+    if logs[0] == logs[0] and not form_q(Q, work, 0):
+        for j in range(A.shape[1]):
             logs[j] = np.nan
-        return
-    tau = work[0]
-    lw = work[2:WORK_ROWS]
-    lwork = (WORK_ROWS - 2) * k
-    info = _geqrf(n, k, k, F, tau, lw, lwork)
-    if info != 0:
-        for j in range(k):
-            logs[j] = np.nan
-        return
-    for j in range(k):
-        d = F[j, j]
-        logs[j] = np.log(abs(d))
-        work[1, j] = -1.0 if d < 0 else 1.0
-    info = _orgqr(n, k, k, F, tau, lw, lwork)
-    if info != 0:
-        for j in range(k):
-            logs[j] = np.nan
-        return
-    for j in range(k):
-        sg = work[1, j]
-        for i in range(n):
-            Q[i, j] = sg * F[j, i]
 
 
 # The QR of one sequence's block in the engine: LAPACK's geqrf + orgqr called directly
