@@ -4,27 +4,31 @@
 about 4 exp(-2|a|); a Lyapunov exponent is a log of such factors, so the difference
 between 0 (-inf) and 1e-17 (-39) matters.  The forms below use exp(-|a|), which stays
 representable down to the subnormals.
+
+The exponentials are :mod:`lenum.cells.expfn`'s, computed in float64 whatever the
+argument's type, and the fused functions the cells call are free of branches and
+library calls, so that a loop over units (or over the lanes of a group) runs as vector
+code.
 """
 
 import numpy as np
-from numba import types
-from numba.extending import overload
 
 from .._jit import jit
+from .expfn import exp
 
 
 @jit
 def sigmoid(a):
     if a >= 0:
-        return 1.0 / (1.0 + np.exp(-a))
-    e = np.exp(a)
+        return 1.0 / (1.0 + exp(-a))
+    e = exp(a)
     return e / (1.0 + e)
 
 
 @jit
 def dsigmoid(a):
     # sigma'(a) = e^{-|a|} / (1 + e^{-|a|})^2, symmetric in a
-    e = np.exp(-abs(a))
+    e = exp(-abs(a))
     d = 1.0 + e
     return e / (d * d)
 
@@ -32,7 +36,7 @@ def dsigmoid(a):
 @jit
 def dtanh(a):
     # sech^2(a) = 4 e^{-2|a|} / (1 + e^{-2|a|})^2
-    e = np.exp(-2.0 * abs(a))
+    e = exp(-2.0 * abs(np.float64(a)))
     d = 1.0 + e
     return 4.0 * e / (d * d)
 
@@ -42,62 +46,55 @@ def sigmoid_and_slope(a):
     """``(sigmoid(a), dsigmoid(a))`` from one exp, bit for bit the two functions above.
 
     Both need exp(-|a|): sigmoid's two branches are 1 / (1 + e) and e / (1 + e) with
-    that e.  The cells evaluate a sigmoid and its slope per gate and step, and the
-    exponentials are most of a small network's non-QR time.
+    that e.  Both branches are computed and one is selected, so that no branch is
+    left in the loops that call this.
     """
-    e = np.exp(-abs(a))
+    e = exp(-abs(a))
     d = 1.0 + e
-    s = 1.0 / d if a >= 0 else e / d
-    return s, e / (d * d)
+    pos = 1.0 / d
+    neg = e / d
+    return (pos if a >= 0 else neg), e / (d * d)
 
 
-def _expm1_below(a):
-    """|a| under which :func:`tanh_and_slope` takes tanh from expm1 (dtype-dependent)."""
-    return 0.55
-
-
-@overload(_expm1_below)
-def _expm1_below_typed(a):
-    # float32 results are rounded from float64 arithmetic: (1 - e) / (1 + e) keeps a
-    # relative error under 6e-13 down to |a| = 1e-4, far below float32's 6e-8
-    if isinstance(a, types.Float) and a.bitwidth == 32:
-        return lambda a: 1e-4
-    return lambda a: 0.55
+# below this |a|, tanh_and_slope takes tanh from its series (1 - e would cancel)
+_SMALL = 0.55
+# tanh(x) = x + x y P(y), y = x^2, on |x| < 0.55: the Taylor series to x^39 (the first
+# term left out is below 2^-60 of tanh there), P's coefficients split into those of
+# even and odd powers of y so that two short Horner chains run side by side
+_TANH_EVEN = (-0.3333333333333333, -0.05396825396825397, -0.008863235529902197,
+              -0.0014558343870513183, -0.00023912911424355248, -3.927832388331683e-05,
+              -6.451689215655431e-06, -1.0597268320104654e-06, -1.7406618963571648e-07,
+              -2.859136662305254e-08)
+_TANH_ODD = (0.13333333333333333, 0.021869488536155203, 0.003592128036572481,
+             0.000590027440945586, 9.691537956929451e-05, 1.5918905069328964e-05,
+             2.6147711512907546e-06, 4.294911078273806e-07, 7.054636946400968e-08)
 
 
 @jit
+def _horner(c, z):
+    s = c[len(c) - 1]
+    for i in range(len(c) - 2, -1, -1):
+        s = s * z + c[i]
+    return s
+
+
+@jit(inline="always")
 def tanh_and_slope(a):
-    """``(tanh(a), dtanh(a))`` from one exp for most arguments.
+    """``(tanh(a), dtanh(a))`` from one exp.
 
     tanh(|a|) = (1 - e) / (1 + e) with e = exp(-2|a|), the e of :func:`dtanh`, so the
-    slope is bit for bit :func:`dtanh` and the pair costs one exp where np.tanh and
-    dtanh cost two transcendentals.  The tanh of float32 was the slowest of all the
-    cells' elementwise functions (27 ns against 3 ns for expf).  Where 1 - e would
-    cancel (|a| < 0.55 in float64, < 1e-4 in float32) tanh comes from expm1 instead,
-    -m / (2 + m) with m = expm1(-2|a|): both forms are within 2 ulp of tanh (float64;
-    float32 rounds the float64 value).  NaN stays NaN; +-inf give +-1.
+    slope is bit for bit :func:`dtanh`.  Where 1 - e would cancel (|a| < 0.55) tanh
+    comes from its Taylor series instead; both are computed and one selected, so that
+    the function has no branch.  Within 2 ulp of tanh in float64 (1.5 measured against
+    a long-double tanh); float32 arguments compute in float64 and round once.  NaN
+    stays NaN; +-inf give +-1.
     """
     x = abs(np.float64(a))
-    e = np.exp(-2.0 * x)
+    e = exp(-2.0 * x)
     d = 1.0 + e
-    if x < _expm1_below(a):
-        m = np.expm1(-2.0 * x)
-        t = -m / (2.0 + m)
-    else:
-        t = (1.0 - e) / d
+    y = x * x
+    z = y * y
+    small = x + x * (y * (_horner(_TANH_EVEN, z) + y * _horner(_TANH_ODD, z)))
+    large = (1.0 - e) / d
+    t = small if x < _SMALL else large
     return (-t if a < 0 else t), 4.0 * e / (d * d)
-
-
-def like(x, arr):
-    """``x`` rounded to the dtype of array ``arr`` (in compiled code only)."""
-    return arr.dtype.type(x)
-
-
-@overload(like)
-def _like_typed(x, arr):
-    # a cell's per-unit coefficients come out of float64 arithmetic (the literals
-    # promote float32); rounded once, the row loops they scale run in the array's
-    # dtype: float32 GRU Jacobian rows formed 1.2-1.3x faster than in mixed precision
-    if arr.dtype == types.float32:
-        return lambda x, arr: np.float32(x)
-    return lambda x, arr: np.float64(x)

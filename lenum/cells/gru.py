@@ -13,35 +13,50 @@ the basis costs 2 N^2 k flops, a third of propagating through the three gate blo
 """
 
 from .._jit import jit
-from .activations import like, sigmoid_and_slope, tanh_and_slope
+from .activations import sigmoid_and_slope, tanh_and_slope
 from .affine import affine
 
 
 @jit
 def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, gates):
-    """One step of one GRU layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp."""
+    """One step of one GRU layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp.
+
+    ``gates`` (4, 3N): the affine parts in rows 0 and 1 (:func:`lenum.cells.affine.affine`),
+    the per-unit coefficients of the Jacobian rows in rows 2 and 3.
+    """
     gi, gh = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, True)
     N = h.shape[0]
+    cz, cr, cnr = gates[2, :N], gates[2, N:2 * N], gates[2, 2 * N:]
+    cn, cd = gates[3, :N], gates[3, N:2 * N]
+    # the gate functions over all units first, in a loop of their own with no branch
+    # and no call, which runs as vector code; the rows of M after
     for i in range(N):
         ar = gi[i] + gh[i]
         az = gi[N + i] + gh[N + i]
         r, sr = sigmoid_and_slope(ar)
         z, sz = sigmoid_and_slope(az)
-        an = gi[2 * N + i] + r * gh[2 * N + i]
+        hn = gh[2 * N + i]
+        an = gi[2 * N + i] + r * hn
         n, sn = tanh_and_slope(an)
         out_h[i] = (1.0 - z) * n + z * h[i]
-        if need_m or need_bin:
-            dz = (h[i] - n) * sz
-            dn = (1.0 - z) * sn
-            dr = dn * gh[2 * N + i] * sr
-            # the row loops in M's dtype (see activations.like)
-            dzm, drm = like(dz, M), like(dr, M)
-            if need_m:
-                dnr = like(dn * r, M)
-                for j in range(N):
-                    M[i, j] = dzm * w_hh[N + i, j] + drm * w_hh[i, j] + dnr * w_hh[2 * N + i, j]
-                M[i, i] += z
-            if need_bin:
-                dnm = like(dn, M)
-                for j in range(inp.shape[0]):
-                    Bin[i, j] = dzm * w_ih[N + i, j] + drm * w_ih[i, j] + dnm * w_ih[2 * N + i, j]
+        dn = (1.0 - z) * sn
+        # rounded to the array's dtype, so that the row loops run in it (see
+        # activations.like)
+        cz[i] = (h[i] - n) * sz
+        cr[i] = dn * hn * sr
+        cnr[i] = dn * r
+        cn[i] = dn
+        cd[i] = z
+    if not (need_m or need_bin):
+        return
+    for i in range(N):
+        dzm, drm = cz[i], cr[i]
+        if need_m:
+            dnr = cnr[i]
+            for j in range(N):
+                M[i, j] = dzm * w_hh[N + i, j] + drm * w_hh[i, j] + dnr * w_hh[2 * N + i, j]
+            M[i, i] += cd[i]
+        if need_bin:
+            dnm = cn[i]
+            for j in range(inp.shape[0]):
+                Bin[i, j] = dzm * w_ih[N + i, j] + drm * w_ih[i, j] + dnm * w_ih[2 * N + i, j]

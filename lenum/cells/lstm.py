@@ -13,7 +13,7 @@ Only the h columns are dense: ``M`` holds them (rows h then c), ``diag`` the c c
 """
 
 from .._jit import jit
-from .activations import like, sigmoid_and_slope, tanh_and_slope
+from .activations import sigmoid_and_slope, tanh_and_slope
 from .affine import affine
 
 
@@ -29,9 +29,17 @@ def _lstm_block(W, N, ci, cf, cg, co, oc, out, i):
 @jit
 def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, need_m, need_bin,
                gates):
-    """One step of one LSTM layer; fills ``M``, ``diag`` (2, N) and ``Bin``."""
+    """One step of one LSTM layer; fills ``M``, ``diag`` (2, N) and ``Bin``.
+
+    ``gates`` (4, 4N): the pre-activations in row 0 (:func:`lenum.cells.affine.affine`),
+    the per-unit coefficients of the Jacobian rows in rows 2 and 3.
+    """
     a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False)
     N = h.shape[0]
+    ci, cf, cg, co = gates[2, :N], gates[2, N:2 * N], gates[2, 2 * N:3 * N], gates[2, 3 * N:]
+    oc = gates[3, :N]
+    # the gate functions over all units first, in a loop of their own with no branch
+    # and no call, which runs as vector code; the rows of M after
     for i in range(N):
         ai, af, ag, ao = a[i], a[N + i], a[2 * N + i], a[3 * N + i]
         gi, si = sigmoid_and_slope(ai)
@@ -42,17 +50,20 @@ def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, ne
         tc, stc = tanh_and_slope(cn)
         out_c[i] = cn
         out_h[i] = go * tc
-        if need_m or need_bin:
-            ci = gg * si
-            cf = c[i] * sf
-            cg = gi * sg
-            co = tc * so
-            oc = go * stc
-            diag[0, i] = oc * gf
-            diag[1, i] = gf
-            # the row loops in M's dtype (see activations.like)
-            ci, cf, cg, co, oc = like(ci, M), like(cf, M), like(cg, M), like(co, M), like(oc, M)
-            if need_m:
-                _lstm_block(w_hh, N, ci, cf, cg, co, oc, M, i)
-            if need_bin:
-                _lstm_block(w_ih, N, ci, cf, cg, co, oc, Bin, i)
+        o_c = go * stc
+        diag[0, i] = o_c * gf
+        diag[1, i] = gf
+        # rounded to the array's dtype, so that the row loops run in it (see
+        # activations.like)
+        ci[i] = gg * si
+        cf[i] = c[i] * sf
+        cg[i] = gi * sg
+        co[i] = tc * so
+        oc[i] = o_c
+    if not (need_m or need_bin):
+        return
+    for i in range(N):
+        if need_m:
+            _lstm_block(w_hh, N, ci[i], cf[i], cg[i], co[i], oc[i], M, i)
+        if need_bin:
+            _lstm_block(w_ih, N, ci[i], cf[i], cg[i], co[i], oc[i], Bin, i)

@@ -35,7 +35,8 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     Bin = np.empty((rows, N), dtype=dtype_like.dtype)  # only layers > 0 (input N) use it
     diag = np.empty((2, N), dtype=dtype_like.dtype)
     tmp = np.empty((S, k), dtype=dtype_like.dtype)
-    gates = np.empty((2, w_hh.shape[1]), dtype=dtype_like.dtype)  # see cells.affine
+    # the affine parts (cells.affine) and, for the gated cells, per-unit coefficients
+    gates = np.empty((4, w_hh.shape[1]), dtype=dtype_like.dtype)
     return M, Bin, diag, tmp, gates
 
 
@@ -206,6 +207,23 @@ def gru_rb_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M
 FAMILY = {RNN_TANH: 0, RNN_RELU: 0, LSTM: 1, GRU: 2, GRU_RB: 3}
 
 
+@jit(inline="always")
+def _flat(A):
+    # a C-contiguous array as one vector, without a copy.  The group steps' elementwise
+    # work runs over rows x lanes in one flat loop: a loop over the 8 lanes alone was
+    # too short for LLVM's vector loop (it ran its scalar remainder), and a constant
+    # count of 8 was unrolled before the vectoriser saw it
+    return A.reshape(A.size)
+
+
+@jit(inline="always")
+def _add_biases(P, bi, bh, rows):
+    # P[0, r, :] += b_ih[r] + b_hh[r], in the order of lenum.cells.affine
+    for r in range(rows):
+        for ln in range(P.shape[2]):
+            P[0, r, ln] = P[0, r, ln] + bi[r] + bh[r]
+
+
 @jit
 def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D):
     """One step of a group of vanilla sequences, everything interleaved
@@ -227,9 +245,8 @@ def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
     # each combination would compile its own copy of the product's vector code
     no, yes = np.bool_(False), np.bool_(True)
     top = np.intp(0)
-    # LANES as a run-time count: a constant one made numba unroll the cell's
-    # arithmetic 8 times over (compile time, for no speed: the exps stay scalar)
     nl = HA.shape[2]
+    HNf = _flat(HN)
     for layer in range(L):
         r0 = layer * N
         Dl = D[layer, 0]
@@ -238,21 +255,20 @@ def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
         else:
             shared_product(w_ihr[layer - 1], HN, r0 - N, P, top, Dl, no, no)
         shared_product(w_hh[layer], HA, r0, P, top, Dl, yes, no)
-        bi = b_ih[layer]
-        bh = b_hh[layer]
-        for i in range(N):
-            for ln in range(nl):
-                a = P[0, i, ln] + bi[i] + bh[i]
-                if relu:
-                    # NaN (an overflowed state) must propagate, as in rnn_layer
-                    if a > 0 or a != a:
-                        HN[0, r0 + i, ln] = a
-                        Dl[i, ln] = 1.0
-                    else:
-                        HN[0, r0 + i, ln] = 0.0
-                        Dl[i, ln] = 0.0
-                else:
-                    HN[0, r0 + i, ln], Dl[i, ln] = tanh_and_slope(a)
+        _add_biases(P, b_ih[layer], b_hh[layer], N)
+        # the activations over all units and lanes in one flat loop (see _flat)
+        a = _flat(P)
+        Dlf = _flat(Dl)
+        h0 = r0 * nl
+        if relu:
+            for j in range(N * nl):
+                # NaN (an overflowed state) must propagate, as in rnn_layer
+                on = a[j] > 0 or a[j] != a[j]
+                HNf[h0 + j] = a[j] if on else 0.0
+                Dlf[j] = 1.0 if on else 0.0
+        else:
+            for j in range(N * nl):
+                HNf[h0 + j], Dlf[j] = tanh_and_slope(a[j])
     for layer in range(L):
         r0 = layer * N
         if layer > 0:
@@ -276,9 +292,9 @@ def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA,
     S = 2 * N
     no, yes = np.bool_(False), np.bool_(True)
     top = np.intp(0)
-    # LANES as a run-time count: a constant one made numba unroll the cell's
-    # arithmetic 8 times over (compile time, for no speed: the exps stay scalar)
     nl = HA.shape[2]
+    HAf, HNf = _flat(HA), _flat(HN)
+    U = N * nl  # one gate's (or coefficient's) rows of all lanes, flat
     for layer in range(L):
         r0 = layer * S
         Dl = D[layer]
@@ -287,30 +303,33 @@ def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA,
         else:
             shared_product(w_ihr[layer - 1], HN, r0 - S, P, top, Dl[0], no, no)
         shared_product(w_hh[layer], HA, r0, P, top, Dl[0], yes, no)
-        bi = b_ih[layer]
-        bh = b_hh[layer]
-        for i in range(N):
-            for ln in range(nl):
-                # the additions in the order of lenum.cells.affine
-                ai = P[0, i, ln] + bi[i] + bh[i]
-                af = P[0, N + i, ln] + bi[N + i] + bh[N + i]
-                ag = P[0, 2 * N + i, ln] + bi[2 * N + i] + bh[2 * N + i]
-                ao = P[0, 3 * N + i, ln] + bi[3 * N + i] + bh[3 * N + i]
-                gi, si = sigmoid_and_slope(ai)
-                gf, sf = sigmoid_and_slope(af)
-                go, so = sigmoid_and_slope(ao)
-                gg, sg = tanh_and_slope(ag)
-                c = HA[0, r0 + N + i, ln]
-                cn = gf * c + gi * gg
-                tc, stc = tanh_and_slope(cn)
-                HN[0, r0 + N + i, ln] = cn
-                HN[0, r0 + i, ln] = go * tc
-                Dl[0, i, ln] = gg * si
-                Dl[1, i, ln] = c * sf
-                Dl[2, i, ln] = gi * sg
-                Dl[3, i, ln] = gf
-                Dl[4, i, ln] = tc * so
-                Dl[5, i, ln] = go * stc
+        _add_biases(P, b_ih[layer], b_hh[layer], 4 * N)
+        # the cell's arithmetic over all units and lanes in one flat loop (see _flat).
+        # The new states go to P's first rows and are copied after: stored straight
+        # into HN, next to the loads from HA, they kept LLVM from vectorising the loop
+        # (2.5x slower)
+        a = _flat(P)
+        Dlf = _flat(Dl)
+        h0, c0 = r0 * nl, (r0 + N) * nl
+        for j in range(U):
+            gi, si = sigmoid_and_slope(a[j])
+            gf, sf = sigmoid_and_slope(a[U + j])
+            gg, sg = tanh_and_slope(a[2 * U + j])
+            go, so = sigmoid_and_slope(a[3 * U + j])
+            c = HAf[c0 + j]
+            cn = gf * c + gi * gg
+            tc, stc = tanh_and_slope(cn)
+            a[j] = cn
+            a[U + j] = go * tc
+            Dlf[j] = gg * si
+            Dlf[U + j] = c * sf
+            Dlf[2 * U + j] = gi * sg
+            Dlf[3 * U + j] = gf
+            Dlf[4 * U + j] = tc * so
+            Dlf[5 * U + j] = go * stc
+        for j in range(U):
+            HNf[c0 + j] = a[j]
+            HNf[h0 + j] = a[U + j]
     for layer in range(L):
         r0 = layer * S
         Dl = D[layer]
