@@ -559,7 +559,7 @@ def factor_step(A, logs, work, slot, held):
             or work.strides[1] != work.itemsize or work.strides[0] != k * work.itemsize):
         # a caller's bug, not a user's input: no silent fallback, whose np.linalg.qr
         # would also double the kernels' compile time
-        raise ValueError("geqrf_qr: work must be C-contiguous with work_rows(n) rows")
+        raise ValueError("factor_step: work must be C-contiguous with work_rows(n) rows")
     out = 1 - slot if held else 0
     C = _block(work, out, n, k)
     info = 0 if _transposed_copy(A, C) else 1

@@ -13,7 +13,7 @@ from .._jit import jit
 
 @jit
 def affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, split):
-    """The affine part of a layer's step in the rows of ``gates`` (2, G N).
+    """The affine part of a layer's step in rows 0 and 1 of ``gates`` (>= 2, G N).
 
     With ``split``, ``(W_ih inp + b_ih, W_hh h + b_hh)`` in ``gates[0]`` and
     ``gates[1]`` (the GRU keeps them apart); otherwise the pre-activation

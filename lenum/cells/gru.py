@@ -40,8 +40,9 @@ def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, g
         n, sn = tanh_and_slope(an)
         out_h[i] = (1.0 - z) * n + z * h[i]
         dn = (1.0 - z) * sn
-        # rounded to the array's dtype, so that the row loops run in it (see
-        # activations.like)
+        # stored in the network's dtype, which rounds them once: the float64 arithmetic
+        # above (float literals promote float32) would otherwise make the float32 row
+        # loops below run in float64, 1.2x slower
         cz[i] = (h[i] - n) * sz
         cr[i] = dn * hn * sr
         cnr[i] = dn * r
