@@ -6,15 +6,15 @@ identical weights, inputs and initial basis in one process, this measures
 * lenum (:func:`lenum.lyapunov_spectrum`, numba kernels, a thread pool over sequences),
 * the batched NumPy reference and the PyTorch reference (benchmarks/reference.py;
   torch only when installed, with ``torch.set_num_threads`` equal to lenum's threads),
-* the floor: the rate of a large GEMM on all cores, measured again next to each case,
-  turned into sequence-steps per second by dividing by the flops one step needs at
-  minimum, ``2 n^2 k`` for ``J Q`` plus ``4 n k^2 - 4 k^3 / 3`` for the QR with Q
-  formed.
+* the floor: the rate of a large GEMM on all cores, measured again next to each case
+  (the best rate of the run so far is used), turned into sequence-steps per second by
+  dividing by the flops one step needs at minimum, ``2 n^2 k`` for ``J Q`` plus
+  ``4 n k^2 - 4 k^3 / 3`` for the QR with Q formed.
 
 Throughput is in sequence-steps per second (B sequences x T steps / seconds), the best
-of several repeats after a compile warm-up.  Before timing, the exponents of all
-methods are compared on a few steps: a method that disagrees stops the benchmark, so
-a fast wrong answer cannot be reported.
+of several runs after a compile warm-up; the methods take turns, one run each per
+round.  Before timing, the exponents of all methods are compared on a few steps: a
+method that disagrees stops the benchmark, so a fast wrong answer cannot be reported.
 
 The startup costs are measured in subprocesses: the first call in a fresh process
 with a warm numba cache, and the cold compile of everything a spectrum needs (numba
@@ -119,7 +119,8 @@ def measure(case, methods, target, repeats, check_steps):
 
     All methods first run the same ``check_steps`` steps; their exponents must agree
     with lenum's within :data:`TOLERANCE`.  That run also sizes T so that one timed
-    run takes about ``target`` seconds.
+    run takes about ``target`` seconds.  The timed runs alternate between the methods,
+    ``repeats`` rounds of one run each.
     """
     x = case.inputs(check_steps)
     case.run("lenum", x[:, :1])  # compile (or load from the cache)
@@ -136,17 +137,20 @@ def measure(case, methods, target, repeats, check_steps):
                 f"{case.cell} N={case.N} k={case.k} {case.dtype}: {m} disagrees with lenum "
                 f"by {err:.3g} (tolerance {tol:g}); not timing a wrong answer"
             )
-    rates, steps = {}, {}
-    for m in methods:
-        T = int(min(20000, max(2, round(target / max(per_step[m], 1e-9)))))
-        x = case.inputs(T)
-        best = np.inf
-        for _ in range(repeats):
+    steps = {m: int(min(20000, max(2, round(target / max(per_step[m], 1e-9)))))
+             for m in methods}
+    inputs = {m: case.inputs(steps[m]) for m in methods}
+    best = {m: np.inf for m in methods}
+    # the methods take turns, one run each per round, the order rotated from round to
+    # round: on a shared machine a slow spell of a few seconds then slows every method
+    # a little rather than all the runs of one of them (table H's torch column moved
+    # 0.6-2.9x between runs when each method ran its repeats back to back)
+    for r in range(repeats):
+        for m in methods[r % len(methods):] + methods[:r % len(methods)]:
             t = time.perf_counter()
-            case.run(m, x)
-            best = min(best, time.perf_counter() - t)
-        rates[m] = case.B * T / best
-        steps[m] = T
+            case.run(m, inputs[m])
+            best[m] = min(best[m], time.perf_counter() - t)
+    rates = {m: case.B * steps[m] / best[m] for m in methods}
     return rates, steps
 
 
@@ -231,10 +235,12 @@ def main(argv=None):
                     if kind != "n" and case.k == case.n and "n" in kinds:
                         continue  # k = 16 >= n is the k = n case again
                     rates, steps = measure(case, methods, target, repeats, check_steps)
-                    # the GEMM again next to each case: on a shared machine the rate
-                    # moves with the load, and the fraction of floor should not
-                    gemm = max(gemm_rate(dt, nthreads, size=gemm_size, repeats=3),
-                               floor_rate[dt] if a.smoke else 0.0)
+                    # the GEMM again next to each case, and the best rate of the run so
+                    # far taken: a GEMM timed in a slow spell (41 GFLOP/s against 65-75
+                    # in the rows beside it) would lower the floor and flatter lenum
+                    floor_rate[dt] = max(floor_rate[dt],
+                                         gemm_rate(dt, nthreads, size=gemm_size, repeats=3))
+                    gemm = floor_rate[dt]
                     floor = gemm / step_flops(case.n, case.k)
                     row = dict(cell=cell, N=N, n=case.n, k=case.k, dtype=dt, B=B,
                                T=steps["lenum"], floor=floor, gemm=gemm, **rates)

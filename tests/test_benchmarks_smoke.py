@@ -34,6 +34,30 @@ def test_bench_cpu_smoke(capsys):
     assert "| cell | N |" in out
 
 
+def test_bench_cpu_methods_take_turns(monkeypatch):
+    # the timed runs alternate between the methods, the order rotated each round, so
+    # that a slow spell on the machine cannot fall on one method's runs only
+    bench = load("bench_cpu")
+    calls = []
+
+    class Fake:
+        B, dtype = 2, "float64"
+
+        def inputs(self, T):
+            return np.zeros((self.B, T, 1))
+
+        def run(self, method, x):
+            calls.append((method, x.shape[1]))
+            return np.zeros((self.B, 1))
+
+    bench.measure(Fake(), ["lenum", "numpy", "torch"], target=1e-3, repeats=4,
+                  check_steps=3)
+    timed = [m for m, T in calls[4:]]  # after the compile call and the check runs
+    assert [m for m, _ in calls[:4]] == ["lenum", "lenum", "numpy", "torch"]
+    assert timed == ["lenum", "numpy", "torch", "numpy", "torch", "lenum",
+                     "torch", "lenum", "numpy", "lenum", "numpy", "torch"]
+
+
 def test_references_agree_with_lenum():
     pytest.importorskip("torch")
     import lenum
