@@ -81,7 +81,9 @@ def exp(x):
     y = 1.0 - ((r * c) / (c - 2.0) - r)
     # 2^k in two factors, each a normal number: a result in the subnormals is rounded
     # once, by the second product
-    k = np.int64(kf)
+    # through int32: AVX2 converts four float64 to int32 in one instruction, to int64
+    # only one at a time (|k| <= 1076 here)
+    k = np.int64(np.int32(kf))
     k1 = k >> 1
     y = (y * _pow2(k1)) * _pow2(k - k1)
     y = 0.0 if x < _UNDER else y
