@@ -51,6 +51,7 @@ from .engine import (
     read_inputs,
 )
 from .errors import NonFiniteError, ParameterError
+from .thin import thin_dot
 
 __all__ = ["covariant_vectors", "covariant_vectors_from_jacobians", "CovariantVectors"]
 
@@ -161,7 +162,7 @@ def _forward_jacobians(J, Q, Qout, Rout, bad, store, q_count):
         for t in range(Tw):
             if bad[b] >= 0:
                 break
-            np.dot(J[b, t], Q[b], Z)
+            thin_dot(J[b, t], Q[b], Z)
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):
                 break
 

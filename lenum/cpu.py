@@ -21,6 +21,7 @@ from .cells.stack import (FAMILY, grouped, gru_rb_stack_step, gru_stack_step,
                           make_workspace, vanilla_group_step, vanilla_stack_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import factor_step, form_q, qr_logdiag, work_rows
+from .thin import thin_dot
 
 _pool = None
 
@@ -401,7 +402,7 @@ def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
         m = min(G, B - b0)
         for t in range(J.shape[1]):
             for ln in range(m):
-                np.dot(J[b0 + ln, t], Q[b0 + ln], Z[ln])
+                thin_dot(J[b0 + ln, t], Q[b0 + ln], Z[ln])
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
                      keep_local, lanes, logs, work)
 
@@ -417,7 +418,7 @@ def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_l
     if J.shape[1] == 0:
         return
     for b in range(B):
-        np.dot(J[b, 0], Q[b], Z)
+        thin_dot(J[b, 0], Q[b], Z)
         slot = _held_qr(Z, False, 0, logs, work, logsum[b], local[b], t0 + 1, T, warmup,
                         keep_local)
         for t in range(1, J.shape[1]):

@@ -75,6 +75,15 @@ def test_references_agree_with_lenum():
                                    atol=1e-9)
 
 
+def test_bench_thin_smoke(capsys):
+    rows = load("bench_thin").main(["--sizes", "16", "--k", "8,16", "--dtype", "float64",
+                                    "--repeats", "1", "--budget", "0.001"])
+    assert [(r["n"], r["k"]) for r in rows] == [(16, 8), (16, 16)]
+    for r in rows:
+        assert r["blas"] > 0 and r["thin"] > 0 and r["diff"] < 1e-13
+    assert "| float64 | 16 | 16 |" in capsys.readouterr().out
+
+
 def test_bench_qr_and_tangent_smoke(capsys):
     rows = load("bench_qr").run([8], ["float64"], ["plain", "lapack", "lanes"],
                                  budget=0.001)

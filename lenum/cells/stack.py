@@ -15,6 +15,7 @@ import numpy as np
 
 from .._jit import jit
 from ..lanes import LANES, scale_add, shared_product
+from ..thin import thin_dot
 from .activations import sigmoid_and_slope, tanh_and_slope
 from .gru import gru_layer
 from .gru_reset_before import gru_reset_before_layer
@@ -67,9 +68,9 @@ def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z,
     if identity:
         _rows_of_j(w_hh, Z, r0, N)
     else:
-        np.dot(w_hh, Q[r0:r0 + N], Zl)
+        thin_dot(w_hh, Q[r0:r0 + N], Zl)
     if layer > 0:
-        np.dot(w_ih, Z[r0 - N:r0], tmp)
+        thin_dot(w_ih, Z[r0 - N:r0], tmp)
         Zl += tmp
     for i in range(N):
         d = diag[0, i]
@@ -81,7 +82,7 @@ def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z,
 def _chain_below(layer, Bin, Z, r0, S, N, tmp):
     # the cross-layer chain: a layer's input is the new h of the layer below
     if layer > 0:
-        np.dot(Bin, Z[r0 - S:r0 - S + N], tmp)
+        thin_dot(Bin, Z[r0 - S:r0 - S + N], tmp)
         Zl = Z[r0:r0 + S]  # not Z[...] += tmp: see lenum.cpu.copy_block
         Zl += tmp
 
@@ -93,7 +94,7 @@ def _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp):
         if identity:
             _rows_of_j(M, Z, r0, N)
         else:
-            np.dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
+            thin_dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
 
 
@@ -114,7 +115,7 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
             Zl[N + i, r0 + N + i] = diag[1, i]
     else:
         Zl = Z[r0:r0 + S]
-        np.dot(M, Q[r0:r0 + N], Zl)
+        thin_dot(M, Q[r0:r0 + N], Zl)
         Qc = Q[r0 + N:r0 + S]
         for i in range(N):
             dh, dc = diag[0, i], diag[1, i]
