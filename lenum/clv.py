@@ -40,7 +40,7 @@ import numpy as np
 from ._jit import jit
 from .cpu import copy_block, num_threads, over_sequences
 from .cells.stack import (FAMILY, gru_rb_stack_step, gru_stack_step, lstm_stack_step,
-                          make_workspace, vanilla_stack_step)
+                          make_products, make_workspace, vanilla_stack_step)
 from .engine import (
     _WINDOW,
     _basis,
@@ -105,6 +105,7 @@ def _forward_steps(step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_i
     n, k = Q.shape[1], Q.shape[2]
     for b in range(B):
         M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
+        pre = make_products(w_hh, False, X)
         s_new = np.empty(n, dtype=X.dtype)
         Z = np.empty((n, k), dtype=X.dtype)
         R = np.empty((k, k))
@@ -112,7 +113,7 @@ def _forward_steps(step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_i
             if bad[b] >= 0:
                 break
             step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z, M, Bin,
-                 diag, tmp, gates, True, False)
+                 diag, tmp, gates, True, False, pre, -1)
             for i in range(n):  # not S[b, :] = s_new: see lenum.cpu.copy_block
                 S[b, i] = s_new[i]
             if not _qr_store(Z, Q, R, Qout, Rout, bad, b, t, store, q_count):

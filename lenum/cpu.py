@@ -16,9 +16,10 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import (FAMILY, grouped, gru_rb_stack_step, gru_stack_step,
+from .cells.stack import (FAMILY, GRU_RB, grouped, gru_rb_stack_step, gru_stack_step,
                           lstm_group_step, lstm_stack_step, make_group_workspace,
-                          make_workspace, vanilla_group_step, vanilla_stack_step)
+                          make_products, make_workspace, vanilla_group_step,
+                          vanilla_stack_step)
 from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
@@ -211,21 +212,54 @@ _GROUP_KERNELS = (_advance_vanilla_groups, _advance_lstm_groups)
 
 
 @jit(inline="always")
+def shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG):
+    """W_hh h of every layer and W_ih x of the first for the ``m`` sequences from ``b0``
+    at step ``t``, into ``pre`` (:func:`lenum.cells.stack.make_products`), lane by lane.
+
+    One product by LANES columns per matrix (:mod:`lenum.thin`) instead of a
+    matrix-vector product per sequence, which reads the weights from L2 or L3 for two
+    flops per entry.  Lanes from ``m`` on repeat sequence ``b0``.
+    """
+    L = w_hh.shape[0]
+    N = w_hh.shape[2]
+    S_layer = S.shape[1] // L
+    for layer in range(L):
+        r0 = layer * S_layer
+        for r in range(N):
+            for ln in range(LANES):
+                H[r, ln] = S[b0 + (ln if ln < m else 0), r0 + r]
+        thin_dot(w_hh[layer], H, pre[layer, 1])
+    for j in range(X.shape[2]):
+        for ln in range(LANES):
+            XG[j, ln] = X[b0 + (ln if ln < m else 0), t, j]
+    thin_dot(w_ih0, XG, pre[0, 0])
+
+
+@jit(inline="always")
 def _advance_sequences(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0,
                        T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
     G, Z, lanes, logs, work = _workspace(B, n, k, X)
+    # a group's forward products are shared (the reset-before GRU computes its own)
+    share = G == LANES and code != GRU_RB
+    pre = make_products(w_hh, share, X)
+    H = np.empty((w_hh.shape[2] if share else 0, LANES), dtype=X.dtype)
+    XG = np.empty((X.shape[2] if share else 0, LANES), dtype=X.dtype)
     # groups of sequences advance together through the window, so that their QRs can
     # run interleaved; one call site of the step keeps the compiled code small
     for b0 in range(0, B, G):
         m = min(G, B - b0)
+        # a group at most half full pays more for the padded lanes than it saves
+        shared = share and 2 * m > LANES
         for t in range(X.shape[1]):
+            if shared:
+                shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG)
             for ln in range(m):
                 b = b0 + ln
                 step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M,
-                     Bin, diag, tmp, gates, True, False)
+                     Bin, diag, tmp, gates, True, False, pre, ln if shared else -1)
                 for i in range(n):  # not S[b, :] = s_new: see copy_block
                     S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
@@ -301,6 +335,7 @@ def _advance_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, 
     the basis the next window starts from."""
     B, n, k = Q.shape
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
+    pre = make_products(w_hh, False, X)
     s_new = np.empty(n, dtype=X.dtype)
     Z = np.empty((n, k), dtype=X.dtype)
     logs = np.empty(k, dtype=np.float64)
@@ -309,7 +344,7 @@ def _advance_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, 
         slot = 0
         for t in range(X.shape[1]):
             step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z, M, Bin,
-                 diag, tmp, gates, True, t > 0)
+                 diag, tmp, gates, True, t > 0, pre, -1)
             for i in range(n):  # not S[b, :] = s_new: see copy_block
                 S[b, i] = s_new[i]
             slot = _held_qr(Z, t > 0, slot, logs, work, logsum[b], local[b], t0 + t + 1, T,
@@ -444,9 +479,10 @@ def _step_batch(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, S_new, Q, Z, t
                 identity):
     k = Q.shape[1]
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
+    pre = make_products(w_hh, False, X)
     for b in range(X.shape[0]):
         step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b], S[b], S_new[b], Q, Z[b], M, Bin, diag,
-             tmp, gates, tangent, identity)
+             tmp, gates, tangent, identity, pre, -1)
 
 
 # per cell family, like the window kernels: lenum.jacobian on one cell compiled all

@@ -18,13 +18,15 @@ from .affine import affine
 
 
 @jit
-def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, gates):
+def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, gates, pre,
+              ln_in, ln_h):
     """One step of one GRU layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp.
 
     ``gates`` (4, 3N): the affine parts in rows 0 and 1 (:func:`lenum.cells.affine.affine`),
-    the per-unit coefficients of the Jacobian rows in rows 2 and 3.
+    the per-unit coefficients of the Jacobian rows in rows 2 and 3.  ``pre``, ``ln_in``,
+    ``ln_h``: see :func:`lenum.cells.affine.affine`.
     """
-    gi, gh = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, True)
+    gi, gh = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, True, pre, ln_in, ln_h)
     N = h.shape[0]
     cz, cr, cnr = gates[2, :N], gates[2, N:2 * N], gates[2, 2 * N:]
     cn, cd = gates[3, :N], gates[3, N:2 * N]

@@ -28,13 +28,14 @@ def _lstm_block(W, N, ci, cf, cg, co, oc, out, i):
 
 @jit
 def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, need_m, need_bin,
-               gates):
+               gates, pre, ln_in, ln_h):
     """One step of one LSTM layer; fills ``M``, ``diag`` (2, N) and ``Bin``.
 
     ``gates`` (4, 4N): the pre-activations in row 0 (:func:`lenum.cells.affine.affine`),
-    the per-unit coefficients of the Jacobian rows in rows 2 and 3.
+    the per-unit coefficients of the Jacobian rows in rows 2 and 3.  ``pre``, ``ln_in``,
+    ``ln_h``: see :func:`lenum.cells.affine.affine`.
     """
-    a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False)
+    a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False, pre, ln_in, ln_h)
     N = h.shape[0]
     ci, cf, cg, co = gates[2, :N], gates[2, N:2 * N], gates[2, 2 * N:3 * N], gates[2, 3 * N:]
     oc = gates[3, :N]

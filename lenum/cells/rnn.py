@@ -12,10 +12,11 @@ from .affine import affine
 
 
 @jit
-def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope, gates):
+def rnn_layer(relu, w_ih, w_hh, b_ih, b_hh, inp, h, out_h, slope, need_slope, gates, pre,
+              ln_in, ln_h):
     """One step of one vanilla layer; with ``need_slope``, ``slope`` receives phi'(a),
-    the diagonal of D."""
-    a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False)
+    the diagonal of D.  ``pre``, ``ln_in``, ``ln_h``: see :func:`lenum.cells.affine.affine`."""
+    a, _ = affine(w_ih, w_hh, b_ih, b_hh, inp, h, gates, False, pre, ln_in, ln_h)
     N = h.shape[0]
     for i in range(N):
         if relu:

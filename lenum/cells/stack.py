@@ -41,6 +41,15 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     return M, Bin, diag, tmp, gates
 
 
+@jit
+def make_products(w_hh, shared, dtype_like):
+    """The stack steps' ``pre``: room for the products of a group of LANES sequences
+    (:func:`lenum.cpu.shared_products`), (L, 2, G N, LANES), or none (G N = 0) for
+    kernels that step one sequence at a time (``ln = -1``)."""
+    rows = w_hh.shape[1] if shared else 0
+    return np.empty((w_hh.shape[0], 2, rows, LANES), dtype=dtype_like.dtype)
+
+
 @jit(inline="always")
 def _rows_of_j(E, Z, r0, S):
     # rows r0 .. r0 + S of Z: the layer's own block E of J in its columns (from r0),
@@ -56,10 +65,10 @@ def _rows_of_j(E, Z, r0, S):
 
 @jit(inline="always")
 def _vanilla_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                   tmp, gates, tangent, identity):
+                   tmp, gates, tangent, identity, pre, ln_in, ln_h):
     N = w_hh.shape[1]
     rnn_layer(code == RNN_RELU, w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N],
-              diag[0], tangent, gates)
+              diag[0], tangent, gates, pre, ln_in, ln_h)
     if not tangent:
         return
     # Z = D (W_hh Q + W_ih Z_below): the same flops as forming D W and multiplying,
@@ -100,11 +109,12 @@ def _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp):
 
 @jit(inline="always")
 def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                tmp, gates, tangent, identity):
+                tmp, gates, tangent, identity, pre, ln_in, ln_h):
     N = w_hh.shape[1]
     S = 2 * N
     lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s[r0 + N:r0 + S], s_new[r0:r0 + N],
-               s_new[r0 + N:r0 + S], M, diag, Bin, tangent, tangent and layer > 0, gates)
+               s_new[r0 + N:r0 + S], M, diag, Bin, tangent, tangent and layer > 0, gates, pre,
+               ln_in, ln_h)
     if not tangent:
         return
     if identity:
@@ -127,16 +137,16 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
 
 @jit(inline="always")
 def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-               tmp, gates, tangent, identity):
+               tmp, gates, tangent, identity, pre, ln_in, ln_h):
     N = w_hh.shape[1]
     gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin, tangent,
-              tangent and layer > 0, gates)
+              tangent and layer > 0, gates, pre, ln_in, ln_h)
     _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp)
 
 
 @jit(inline="always")
 def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
-                  tmp, gates, tangent, identity):
+                  tmp, gates, tangent, identity, pre, ln_in, ln_h):
     N = w_hh.shape[1]
     gru_reset_before_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M,
                            Bin, tangent, tangent and layer > 0)
@@ -145,7 +155,7 @@ def _gru_rb_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, 
 
 @jit(inline="always")
 def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent, identity):
+            tmp, gates, tangent, identity, pre, ln):
     L = w_hh.shape[0]
     N = w_hh.shape[2]
     S = s.shape[0] // L
@@ -157,13 +167,16 @@ def _layers(layer_step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z,
         else:
             inp = s_new[r0 - S:r0 - S + N]
             w_ih = w_ihr[layer - 1]
+        # products for a group (pre, lane ln): W_hh h for every layer, W_ih x for the
+        # first only (the others' inputs are this step's new states)
         layer_step(code, layer, w_ih, w_hh[layer], b_ih[layer], b_hh[layer], inp, s, s_new, r0,
-                   Q, Z, M, Bin, diag, tmp, gates, tangent, identity)
+                   Q, Z, M, Bin, diag, tmp, gates, tangent, identity, pre[layer],
+                   ln if layer == 0 else -1, ln)
 
 
 @jit
 def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-                       tmp, gates, tangent, identity):
+                       tmp, gates, tangent, identity, pre, ln):
     """Advance state ``s`` by one step into ``s_new``; with ``tangent``, Z = J_t @ Q:
     vanilla layers (rnn_tanh, rnn_relu).  With ``identity`` (k = n), Z = J_t.
 
@@ -174,33 +187,38 @@ def vanilla_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, 
     layer steps are inlined: as compiled levels of their own they cost about 2 s of
     cold compile per family.  The stack steps are not, so that the window, step and
     CLV kernels of one family share one compiled step.
+
+    ``pre`` (:func:`make_products`) and ``ln``: with ``ln >= 0``, the products W_hh h of
+    every layer and W_ih x of the first are taken from lane ``ln`` of ``pre``, computed
+    for a group of sequences at once; ``ln = -1`` computes them here.  The reset-before
+    GRU computes its own always.
     """
     _layers(_vanilla_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
-            diag, tmp, gates, tangent, identity)
+            diag, tmp, gates, tangent, identity, pre, ln)
 
 
 @jit
 def lstm_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
-                    gates, tangent, identity):
+                    gates, tangent, identity, pre, ln):
     """:func:`vanilla_stack_step` for LSTM layers."""
     _layers(_lstm_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent, identity)
+            tmp, gates, tangent, identity, pre, ln)
 
 
 @jit
 def gru_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag, tmp,
-                   gates, tangent, identity):
+                   gates, tangent, identity, pre, ln):
     """:func:`vanilla_stack_step` for GRU layers (PyTorch's, reset after the product)."""
     _layers(_gru_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-            tmp, gates, tangent, identity)
+            tmp, gates, tangent, identity, pre, ln)
 
 
 @jit
 def gru_rb_stack_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin, diag,
-                      tmp, gates, tangent, identity):
+                      tmp, gates, tangent, identity, pre, ln):
     """:func:`vanilla_stack_step` for reset-before GRU layers."""
     _layers(_gru_rb_layer, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, x, s, s_new, Q, Z, M, Bin,
-            diag, tmp, gates, tangent, identity)
+            diag, tmp, gates, tangent, identity, pre, ln)
 
 
 #: each cell code's family, an index into every per-family tuple of kernels (in the
