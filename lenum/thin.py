@@ -26,7 +26,7 @@ _VEC = 8
 # columns of Y held at once, in vectors, and rows with them by the number of vectors:
 # accumulators for rows x columns vectors plus a row of X fit the 16 AVX2 registers
 _COLS = 2
-_ROWS = {types.float64: {2: 2, 1: 4}, types.float32: {2: 4, 1: 8}}
+_ROWS = {types.float64: {2: 2, 1: 4}, types.float32: {2: 4, 1: 12}}
 # widest X for which this beats the BLAS (see thin_pays)
 MAX_COLS = 32
 
