@@ -146,6 +146,15 @@ def _workspace(B, n, k, dtype_like):
 
 
 @jit(inline="always")
+def _lanes_of(V, b0, m, r0, D):
+    """``D[r, ln] = V[b0 + ln, r0 + r]`` for the LANES lanes of a group of ``m``
+    sequences from ``b0``; lanes from ``m`` on repeat sequence ``b0``."""
+    for r in range(D.shape[0]):
+        for ln in range(LANES):
+            D[r, ln] = V[b0 + (ln if ln < m else 0), r0 + r]
+
+
+@jit(inline="always")
 def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
                   t0, T, warmup, qr_every, keep_local, QA, lanes, gw):
     """The window for the sequences ``b0 .. b0 + m - 1``, their states and bases
@@ -156,13 +165,9 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
     XA, HA, HN, P, GA, D = gw
     ZA = A
     gather(Q[b0:b0 + m], m, QA)
-    for r in range(S.shape[1]):
-        for ln in range(LANES):
-            HA[0, r, ln] = S[b0 + (ln if ln < m else 0), r]
+    _lanes_of(S, b0, m, 0, HA[0])
     for t in range(X.shape[1]):
-        for j in range(X.shape[2]):
-            for ln in range(LANES):
-                XA[0, j, ln] = X[b0 + (ln if ln < m else 0), t, j]
+        _lanes_of(X[:, t], b0, m, 0, XA[0])
         step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D)
         qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
         if qr:
@@ -221,17 +226,11 @@ def shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG):
     flops per entry.  Lanes from ``m`` on repeat sequence ``b0``.
     """
     L = w_hh.shape[0]
-    N = w_hh.shape[2]
     S_layer = S.shape[1] // L
     for layer in range(L):
-        r0 = layer * S_layer
-        for r in range(N):
-            for ln in range(LANES):
-                H[r, ln] = S[b0 + (ln if ln < m else 0), r0 + r]
+        _lanes_of(S, b0, m, layer * S_layer, H)
         thin_dot(w_hh[layer], H, pre[layer, 1])
-    for j in range(X.shape[2]):
-        for ln in range(LANES):
-            XG[j, ln] = X[b0 + (ln if ln < m else 0), t, j]
+    _lanes_of(X[:, t], b0, m, 0, XG)
     thin_dot(w_ih0, XG, pre[0, 0])
 
 

@@ -86,6 +86,15 @@ def _dim(context, builder, arrty, arr, axis):
     return builder.extract_value(context.make_array(arrty)(context, builder, arr).shape, axis)
 
 
+def _splat(builder, vec, s):
+    """The vector of type ``vec`` with the scalar ``s`` in every element."""
+    i32 = ir.IntType(32)
+    undef = ir.Constant(vec, None)
+    zeros = ir.Constant(ir.VectorType(i32, vec.count), [0] * vec.count)
+    return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)),
+                                  undef, zeros)
+
+
 def _lane_setup(context, builder, dtype, ints, flags):
     """For the product kernels: the lane-vector type of ``dtype``, one element's
     alignment, the integer arguments ``ints`` ((value, type) pairs) as intp and the
@@ -402,13 +411,6 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
         ity = rows.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
         lanes = ir.Constant(ity, LANES)
-        i32 = ir.IntType(32)
-        undef = ir.Constant(vec, None)
-        bcast = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-
-        def splat(s):
-            return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)),
-                                          undef, bcast)
 
         def lane_col(arty, arr, n, c, r):
             return _vectors(context, builder, arty, arr,
@@ -425,7 +427,7 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
             with cgutils.for_range_slice(builder, zero, cols, one) as (r, _):
                 xs = [builder.load(builder.gep(p, [r]), align=align) for p in px]
                 for q in range(nrow):
-                    s = splat(builder.load(builder.gep(pw[q], [r])))
+                    s = _splat(builder, vec, builder.load(builder.gep(pw[q], [r])))
                     for xv, acc in zip(xs, accs):
                         builder.store(builder.fadd(builder.load(acc[q]),
                                                    builder.fmul(s, xv, flags=fl), flags=fl),

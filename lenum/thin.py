@@ -19,7 +19,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import jit
-from .lanes import _c_array, _vectors
+from .lanes import _c_array, _splat, _vectors
 
 # columns per vector of the kernel (two AVX2 registers of float64, one of float32)
 _VEC = 8
@@ -53,14 +53,7 @@ def _thin_product(typingctx, A, X, Y):
         k = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
         ity = m.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
-        i32 = ir.IntType(32)
-        undef = ir.Constant(vec, None)
-        bcast = ir.Constant(ir.VectorType(i32, _VEC), [0] * _VEC)
         zeros = ir.Constant(vec, [ir.Constant(fp, 0.0)] * _VEC)
-
-        def splat(s):
-            return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)),
-                                          undef, bcast)
 
         def tile(i0, nrow, c0, ncol):
             # rows i0 .. i0 + nrow of Y, vector-columns c0 .. c0 + ncol (of _VEC each)
@@ -74,7 +67,7 @@ def _thin_product(typingctx, A, X, Y):
                 xs = [builder.load(_vectors(context, builder, xty, x, builder.add(xrow, c),
                                             vec), align=align) for c in cols]
                 for q in range(nrow):
-                    s = splat(builder.load(builder.gep(pa[q], [j])))
+                    s = _splat(builder, vec, builder.load(builder.gep(pa[q], [j])))
                     for xv, acc in zip(xs, accs[q]):
                         builder.store(builder.fadd(builder.load(acc),
                                                    builder.fmul(s, xv, flags=fl), flags=fl),
