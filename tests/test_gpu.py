@@ -347,6 +347,12 @@ _PTX_SCRIPT = textwrap.dedent("""
     import os, sys, types
     import lenum.gpu
     print("REASON " + repr(lenum.gpu.unavailable_reason()), flush=True)
+    from importlib.util import find_spec
+    if find_spec("numba_cuda") is None:
+        # numba's own CUDA target (deprecated) is not lenum's: the gpu extra installs
+        # numba-cuda. Where a system libnvvm is found, the old target fails to compile
+        print("SKIP " + "numba-cuda (lenum's gpu extra) is not installed")
+        sys.exit(0)
     try:
         from numba.cuda.cudadrv import nvvm
         ok = nvvm.is_available()
