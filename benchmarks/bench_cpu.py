@@ -15,6 +15,8 @@ Throughput is in sequence-steps per second (B sequences x T steps / seconds), th
 of several runs after a compile warm-up; the methods take turns, one run each per
 round.  Before timing, the exponents of all methods are compared on a few steps: a
 method that disagrees stops the benchmark, so a fast wrong answer cannot be reported.
+With torch, a summary follows the table: the rows where lenum reaches 5x the torch
+reference, and for the others the fraction of the floor that 5x would take.
 
 The startup costs are measured in subprocesses: the first call in a fresh process
 with a warm numba cache, and the cold compile of everything a spectrum needs (numba
@@ -250,6 +252,9 @@ def main(argv=None):
     if a.markdown:
         print()
         print(markdown_table(rows, methods))
+    if "torch" in methods:
+        print()
+        print(torch_target_summary(rows))
     if not a.no_startup:
         st = startup_times(cold=not a.smoke, prewarm=not a.smoke)
         print()
@@ -267,6 +272,24 @@ def _text_row(r, methods):
     s += f"  lenum/numpy {r['lenum'] / r['numpy']:6.2f}  floor {r['floor']:10.0f}/s"
     s += f"  lenum/floor {r['lenum'] / r['floor']:5.2f}  (GEMM {r['gemm'] / 1e9:.1f} GFLOP/s)"
     return s
+
+
+def _row_name(r):
+    return f"{r['cell']} N={r['N']} k={r['k']} {r['dtype']}"
+
+
+def torch_target_summary(rows, factor=5.0):
+    """Which rows reach ``factor`` times the torch reference, and, for the others, the
+    fraction of the floor that would take (``factor`` x torch / floor): above 1, no
+    method doing the floor's flops at GEMM speed could reach it on this machine."""
+    below = [r for r in rows if r["lenum"] < factor * r["torch"]]
+    lines = [f"lenum >= {factor:g}x torch at {len(rows) - len(below)} of {len(rows)} rows"]
+    for r in below:
+        need = factor * r["torch"] / r["floor"]
+        lines.append(f"  below: {_row_name(r)}: {r['lenum'] / r['torch']:.2f}x; "
+                     f"{factor:g}x would need {need:.2f} of the floor (lenum at "
+                     f"{r['lenum'] / r['floor']:.2f})" + ("; above the floor" if need > 1 else ""))
+    return "\n".join(lines)
 
 
 def markdown_table(rows, methods):

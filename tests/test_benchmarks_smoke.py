@@ -118,3 +118,22 @@ def test_ab_versions_smoke(capsys):
     out = capsys.readouterr().out
     assert len(rows) == 1 and np.isfinite(rows[0]) and rows[0] > 0
     assert "| rnn_tanh | 4 | 4 | 4 | float64 |" in out and "| 0e+00 |" in out
+
+
+def test_bench_cpu_torch_target_summary():
+    # rows below 5x torch are named with the fraction of the floor 5x would take, and
+    # flagged where that is more than the floor itself
+    bench = load("bench_cpu")
+    base = dict(N=64, k=64, dtype="float64", floor=1000.0)
+    rows = [dict(base, cell="rnn_tanh", lenum=600.0, torch=100.0),   # 6x: met
+            dict(base, cell="gru", lenum=400.0, torch=100.0),        # 4x, needs 0.50
+            dict(base, cell="lstm", lenum=500.0, torch=300.0)]       # needs 1.50
+    text = bench.torch_target_summary(rows)
+    lines = text.splitlines()
+    assert lines[0] == "lenum >= 5x torch at 1 of 3 rows"
+    assert len(lines) == 3
+    assert "gru N=64" in lines[1] and "4.00x" in lines[1] and "need 0.50" in lines[1]
+    assert "above the floor" not in lines[1]
+    assert "lstm N=64" in lines[2] and "need 1.50" in lines[2]
+    assert lines[2].endswith("above the floor")
+    assert bench.torch_target_summary(rows[:1]) == "lenum >= 5x torch at 1 of 1 rows"
