@@ -271,8 +271,14 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
     n_local = -(-counted // qr_every) if keep_local else 0
     per_sequence = np.empty((B, k))
     local = np.full((B, n_local, k), np.nan) if keep_local else None
-    windows = [(t0, min(warmup, t0 + _WINDOW)) for t0 in range(0, warmup, _WINDOW)]
-    windows += [(t0, min(T, t0 + block)) for t0 in range(warmup, T, block)]
+
+    def windows():
+        # generated, not listed: a list would grow with T
+        for t0 in range(0, warmup, _WINDOW):
+            yield t0, min(warmup, t0 + _WINDOW)
+        for t0 in range(warmup, T, block):
+            yield t0, min(T, t0 + block)
+
     # pooled sums at every hstride-th block boundary and at the end of each chunk: a
     # chunk that stops early adds its final sums to the later points (O(H k) memory)
     grid = {min(counted, j * block): PooledBatchMeans(k)
@@ -297,7 +303,7 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
             before = logsum.copy()
             done = 0
             stopped = False
-            for t0, t1 in windows:
+            for t0, t1 in windows():
                 advance(b0, b1, t0, t1, Q, logsum, loc)
                 if np.isnan(logsum).any():
                     raise NonFiniteError(

@@ -411,6 +411,36 @@ def test_chunked_run_memory_does_not_hold_the_file(big_inputs):
     assert peak < x.nbytes / 4, (peak, x.nbytes)
 
 
+def test_peak_memory_does_not_grow_with_T(tmp_path):
+    # the same run over 4x more steps, read from a file: the engine's peak (traced
+    # Python and NumPy allocations) stays that of one window and of the running history.
+    # The history keeps up to engine._HISTORY_POINTS block boundaries; both lengths
+    # here give exactly that many (800 blocks taken every 4th, and 200), so the peaks
+    # should match whatever the length
+    from lenum import engine
+
+    net = make_net("rnn_tanh", N=8, d=3)
+    rng = np.random.default_rng(5)
+    warmup = 5
+    per_point = engine._HISTORY_POINTS * engine._WINDOW
+    peaks = {}
+    for T in (warmup + per_point, warmup + 4 * per_point):
+        path = tmp_path / f"in{T}.h5"
+        io.save_inputs(rng.normal(size=(2, T, 3)), path)
+        with io.open_inputs(path) as inp:
+            lenum.lyapunov_spectrum(net, inp.x[:, :40], warmup=warmup)  # compile outside
+            tracemalloc.start()
+            try:
+                lenum.lyapunov_spectrum(net, inp.x, warmup=warmup)
+                _, peaks[T] = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    short, long = sorted(peaks)
+    assert peaks[long] < 1.1 * peaks[short], peaks
+    # and far below the inputs, were they read whole
+    assert peaks[long] < (2 * long * 3 * 8) / 20, peaks
+
+
 def test_nan_in_a_late_chunk_stops_the_run(tmp_path):
     x = np.zeros((6, 20, 3))
     x[5, 18, 0] = np.inf
