@@ -34,7 +34,7 @@ def test_bench_cpu_smoke(capsys):
     assert "| cell | N |" in out
 
 
-def test_bench_cpu_methods_take_turns(monkeypatch):
+def test_bench_cpu_methods_take_turns():
     # the timed runs alternate between the methods, the order rotated each round, so
     # that a slow spell on the machine cannot fall on one method's runs only
     bench = load("bench_cpu")
