@@ -9,6 +9,11 @@ Usage (two checkouts, e.g. ``git worktree add ../old REV``)::
 
     python benchmarks/ab_versions.py ../old .            # every cell, N, k, dtype
     python benchmarks/ab_versions.py ../old . --cells lstm --sizes 64,128 --dtypes float32
+    python benchmarks/ab_versions.py ../old . --qr --sizes 96,128,256 --k n,32
+
+With ``--qr`` the interleaved QR alone (``lenum.lanes.lanes_qr`` on one group of LANES
+random n x k blocks) is timed instead of whole spectra, in thread CPU time, the two
+versions taking turns; the speed-up is the median of the per-turn ratios.
 """
 
 import argparse
@@ -62,6 +67,32 @@ def compare(mods, cell, N, k_spec, dtype, repeats, work, batch=None):
     return n, k, B, speedup, lead
 
 
+def compare_qr(mods, n, k_spec, dtype, repeats):
+    k = n if k_spec == "n" else min(int(k_spec), n)
+    L = mods["old"].lanes.LANES
+    A0 = np.random.default_rng(0).standard_normal((k, n, L)).astype(dtype)
+    work = {m: (np.empty_like(A0), np.empty((k, L)), np.empty((k, L), dtype=dtype),
+                np.empty((2, L))) for m in mods}
+    reps = max(1, int(3e8 / (L * 4 * n * k * k)))
+
+    def turn(m):
+        A, logs, tau, ss = work[m]
+        t = time.thread_time()
+        for _ in range(reps):
+            A[:] = A0
+            mods[m].lanes.lanes_qr(A, logs, tau, ss)
+        return time.thread_time() - t
+
+    for m in mods:
+        turn(m)  # compiles
+    ratios = []
+    for _ in range(repeats):
+        times = {m: turn(m) for m in mods}
+        ratios.append(times["old"] / times["new"])
+    lead = float(np.max(np.abs(work["old"][1] - work["new"][1])))
+    return k, float(np.median(ratios)), lead
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("old", help="checkout holding the old lenum/")
@@ -75,11 +106,25 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=None,
                    help="sequences B (default 16, 64 at N = 32)")
     p.add_argument("--lstm-512", action="store_true", help="also LSTM N = 256 (n = 512)")
+    p.add_argument("--qr", action="store_true",
+                   help="time lanes.lanes_qr alone, at n = each of --sizes")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         old, new = load_versions(args.old, args.new, tmp)
         mods = {"old": old, "new": new}
+        if args.qr:
+            print("| n | k | dtype | speed-up | largest log difference |")
+            print("|---|---|---|---|---|")
+            for dtype in args.dtypes.split(","):
+                for n in (int(s) for s in args.sizes.split(",")):
+                    for k in args.k.split(","):
+                        kk, sp, lead = compare_qr(mods, n, k, dtype, args.repeats)
+                        rows.append(sp)
+                        print(f"| {n} | {kk} | {dtype} | {sp:.2f} | {lead:.0e} |", flush=True)
+            print(f"\nmedian speed-up {np.median(rows):.2f} over {len(rows)} cases "
+                  f"({min(rows):.2f}-{max(rows):.2f})")
+            return rows
         print("| cell | N | n | k | dtype | B | speed-up | leading diff |")
         print("|---|---|---|---|---|---|---|---|")
         for dtype in args.dtypes.split(","):
