@@ -10,10 +10,11 @@ horizontal sums, no branches.  3-13x faster than LAPACK up to 32 rows, 1.9-3.2x 
 96 and 1.0-1.8x up to 256 (benchmarks/RESULTS.md).
 
 numba leaves LLVM's SLP vectorizer off and fully unrolls a loop of 8 lanes before its
-loop vectorizer sees it, so the inner kernels (reflectors applied to columns, singly
-or two per pass; a sum of squares; the per-lane scalings; the 8 x 8 transposes that
-interleave blocks and write them back) are written as LLVM vector code through numba
-intrinsics; the rest is plain numba.
+loop vectorizer sees it, so the inner kernels (reflectors applied to columns, singly,
+two per pass, or from about 96 rows a panel of them as one block; a sum of squares;
+the per-lane scalings; the 8 x 8 transposes that interleave blocks and write them
+back) are written as LLVM vector code through numba intrinsics; the rest is plain
+numba.
 
 Sequences of one network share its matrices, so their tangents can be formed in the
 same layout (:func:`shared_product`: each entry of W broadcast against a lane-vector,
@@ -301,6 +302,333 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# A panel's reflectors as one block (compact WY), for panels with many columns after
+# them.  Applied in pairs (_reflect_block), each reflector's vector and each target
+# pass through the L1 cache once per pair, and from about 96 rows they no longer stay
+# there between passes: all of a panel's reflectors are copied out, rows interleaved
+# (their lane-columns sit n * LANES elements apart in A, a power of two at n = 128 or
+# 256, so that ten of them at one row share an 8-way L1 set), their dot products with
+# each target are taken a chunk of rows at a time, a small triangular solve per column
+# turns those into the coefficients of the sequence of reflectors, and one more pass
+# updates the targets.  Both passes are register-blocked, 4 reflectors by 2 targets on
+# half a lane-vector (a 256-bit register): 6 loads per 8 multiply-adds instead of 8.
+# A/B against the pairs, `lanes_qr` on one group: 1.4-1.9x (float64) and 1.2-1.5x
+# (float32) at k = n from 96 rows, 1.2-1.6x at k = 48 in float64; whole spectra
+# gained from 96 rows and lost a little at 64 (benchmarks/RESULTS.md, "A panel's
+# reflectors as one block, kept")
+WY_MIN_ROWS = 96
+WY_MIN_COLS = 16
+_WY_REFLECTORS, _WY_TARGETS = 4, 2
+# the panel's reflectors over a chunk of rows take this much of the L1 cache
+_WY_CHUNK_BYTES = 16384
+
+
+def _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align, fl):
+    # targets -= reflectors x coefficients, the coefficients held in registers
+    ity = nr.type
+    ws = [[builder.load(p, align=align) for p in row] for row in pd]
+    with cgutils.for_range_slice(builder, ir.Constant(ity, 0), nr,
+                                 ir.Constant(ity, 1)) as (r, _):
+        vs = [builder.load(builder.gep(p, [builder.mul(r, vrow)]), align=align) for p in pv]
+        for w in range(width):
+            pcr = builder.gep(pc[w], [builder.mul(r, arow)])
+            x = builder.load(pcr, align=align)
+            for j in range(len(pv)):
+                x = builder.fsub(x, builder.fmul(vs[j], ws[j][w], flags=fl), flags=fl)
+            builder.store(x, pcr, align=align)
+
+
+def _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow, align, fl):
+    # dot products of reflectors and targets, accumulated in registers
+    ity = nr.type
+    accs = [[cgutils.alloca_once(builder, hv) for _ in range(width)] for _ in pv]
+    for arow_, prow in zip(accs, pd):
+        for acc, p in zip(arow_, prow):
+            builder.store(builder.select(first, ir.Constant(hv, [0.0] * hv.count),
+                                         builder.load(p, align=align)), acc)
+    with cgutils.for_range_slice(builder, ir.Constant(ity, 0), nr,
+                                 ir.Constant(ity, 1)) as (r, _):
+        vs = [builder.load(builder.gep(p, [builder.mul(r, vrow)]), align=align) for p in pv]
+        for w in range(width):
+            x = builder.load(builder.gep(pc[w], [builder.mul(r, arow)]), align=align)
+            for j in range(len(pv)):
+                acc = accs[j][w]
+                builder.store(builder.fadd(builder.load(acc), builder.fmul(vs[j], x, flags=fl),
+                                           flags=fl), acc)
+    for arow_, prow in zip(accs, pd):
+        for acc, p in zip(arow_, prow):
+            builder.store(builder.load(acc), p, align=align)
+
+
+def _wy_codegen(update):
+    """Code of :func:`_wy_dots` (``update`` False) or :func:`_wy_update` (True)."""
+
+    def codegen(context, builder, signature, args):
+        v, vr0, a, r0, nr, c0, nc, d, first = args
+        vty, aty, dty = signature.args[0], signature.args[2], signature.args[7]
+        vr0, r0, nr, c0, nc = (context.cast(builder, x, signature.args[i], types.intp)
+                               for x, i in ((vr0, 1), (r0, 3), (nr, 4), (c0, 5), (nc, 6)))
+        first = context.cast(builder, first, signature.args[8], types.boolean)
+        ity = r0.type
+        fp = context.get_value_type(aty.dtype)
+        align = context.get_abi_sizeof(fp)
+        hc = 32 // align  # elements of a 256-bit register
+        hv = ir.VectorType(fp, hc)
+        n = _dim(context, builder, aty, a, 1)
+        kd = _dim(context, builder, dty, d, 1)
+        # the products may be fused into FMAs: round-off only
+        fl = ("contract",)
+
+        def const(x):
+            return ir.Constant(ity, x)
+
+        def at(arty, arr, outer, inner, h):
+            # lane-vector outer + inner of the array, from lane h * hc
+            off = builder.add(builder.mul(builder.add(outer, inner), const(LANES)),
+                              builder.mul(h, const(hc)))
+            return _vectors(context, builder, arty, arr, off, hv)
+
+        vrow = const(PANEL * LANES // hc)  # registers from one row of V to the next
+        arow = const(LANES // hc)
+        zero, one = const(0), const(1)
+        halves = LANES // hc
+
+        def group(c, width):
+            # blocks of reflectors and halves of the lane-vectors in a run-time loop:
+            # unrolled, they were 2-4 copies of the code for LLVM to optimise in every
+            # kernel that calls the QR (seconds of cold compile)
+            with cgutils.for_range_slice(builder, zero, const(PANEL // _WY_REFLECTORS * halves),
+                                         one) as (q, _):
+                jb = builder.mul(builder.sdiv(q, const(halves)), const(_WY_REFLECTORS))
+                h = builder.srem(q, const(halves))
+                pv = [at(vty, v, builder.mul(vr0, const(PANEL)), builder.add(jb, const(j)), h)
+                      for j in range(_WY_REFLECTORS)]
+                pc = [at(aty, a, builder.mul(builder.add(c, const(w)), n), r0, h)
+                      for w in range(width)]
+                pd = [[at(dty, d, builder.mul(builder.add(jb, const(j)), kd),
+                          builder.add(c, const(w)), h) for w in range(width)]
+                      for j in range(_WY_REFLECTORS)]
+                if update:
+                    _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align, fl)
+                else:
+                    _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow,
+                                  align, fl)
+
+        wide = const(_WY_TARGETS)
+        full = builder.sdiv(nc, wide)
+        with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
+            group(builder.add(c0, builder.mul(b, wide)), _WY_TARGETS)
+        with cgutils.for_range_slice(builder, builder.mul(full, wide), nc, one) as (q, _):
+            group(builder.add(c0, q), 1)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _wy_typing(V, vr0, A, r0, nr, c0, nc, D, first):
+    if not (_c_array(V, 3) and _c_array(A, 3) and _c_array(D, 3)
+            and V.dtype == A.dtype == D.dtype):
+        return None
+    return types.void(V, vr0, A, r0, nr, c0, nc, D, first)
+
+
+@intrinsic
+def _wy_dots(typingctx, V, vr0, A, r0, nr, c0, nc, D, first):
+    """``D[j, c] = [D[j, c] +] sum_i V[vr0 + i, j] A[c, r0 + i]`` per lane, for i < nr,
+    j < PANEL and the lane-columns c0 .. c0 + nc - 1 of A (D's values not added if
+    ``first``).  V (rows, PANEL, LANES) holds reflectors with their rows interleaved,
+    D is (PANEL, A's columns, LANES)."""
+    sig = _wy_typing(V, vr0, A, r0, nr, c0, nc, D, first)
+    return (sig, _wy_codegen(False)) if sig is not None else None
+
+
+@intrinsic
+def _wy_update(typingctx, V, vr0, A, r0, nr, c0, nc, D, first):
+    """``A[c, r0 + i] -= sum_j V[vr0 + i, j] D[j, c]`` per lane, over the ranges of
+    :func:`_wy_dots` (``first`` unused)."""
+    sig = _wy_typing(V, vr0, A, r0, nr, c0, nc, D, first)
+    return (sig, _wy_codegen(True)) if sig is not None else None
+
+
+@intrinsic
+def _wy_solve(typingctx, D, c0, nc, G, tau, p0, backwards):
+    """Turn ``D[:, c]``, the dot products of the PANEL reflectors from ``p0`` with the
+    columns c0 .. c0 + nc - 1 as they were, into the coefficients of the reflectors
+    applied one after the other, in increasing order of j (or decreasing, ``backwards``):
+    ``w_j = tau_j (d_j - sum_l G_jl w_l)`` over the reflectors l applied before j, with
+    ``G_jl = v_j . v_l``; per lane."""
+    if not (_c_array(D, 3) and _c_array(G, 3) and _c_array(tau, 2)
+            and D.dtype == G.dtype == tau.dtype):
+        return None
+    sig = types.void(D, c0, nc, G, tau, p0, backwards)
+
+    def codegen(context, builder, signature, args):
+        d, c0_, nc_, g, t, p0_, back = args
+        dty, gty, tty = signature.args[0], signature.args[3], signature.args[4]
+        c0_, nc_, p0_ = (context.cast(builder, x, signature.args[i], types.intp)
+                         for x, i in ((c0_, 1), (nc_, 2), (p0_, 5)))
+        back = context.cast(builder, back, signature.args[6], types.boolean)
+        fp = context.get_value_type(dty.dtype)
+        vec = ir.VectorType(fp, LANES)
+        align = context.get_abi_sizeof(fp)
+        ity = c0_.type
+        lanes = ir.Constant(ity, LANES)
+        kd = _dim(context, builder, dty, d, 1)
+        fl = ("contract",)
+
+        def load(arty, arr, off):
+            return builder.load(_vectors(context, builder, arty, arr, off, vec), align=align)
+
+        taus = [load(tty, t, builder.mul(builder.add(p0_, ir.Constant(ity, j)), lanes))
+                for j in range(PANEL)]
+        gram = [[load(gty, g, ir.Constant(ity, (j * PANEL + m) * LANES)) for m in range(PANEL)]
+                for j in range(PANEL)]
+
+        def solve(order):
+            with cgutils.for_range_slice(builder, ir.Constant(ity, 0), nc_,
+                                         ir.Constant(ity, 1)) as (q, _):
+                c = builder.add(c0_, q)
+                ps = [_vectors(context, builder, dty, d,
+                               builder.mul(builder.add(builder.mul(ir.Constant(ity, j), kd),
+                                                       c), lanes), vec) for j in range(PANEL)]
+                ws = {}
+                for j in order:
+                    x = builder.load(ps[j], align=align)
+                    for m, wm in ws.items():
+                        x = builder.fsub(x, builder.fmul(gram[j][m], wm, flags=fl), flags=fl)
+                    ws[j] = builder.fmul(taus[j], x)
+                    builder.store(ws[j], ps[j], align=align)
+
+        with builder.if_else(back) as (backward, forward):
+            with backward:
+                solve(range(PANEL - 1, -1, -1))
+            with forward:
+                solve(range(PANEL))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit(inline="always")
+def _wy_rows(A):
+    # rows per chunk: the PANEL reflectors' lane-vectors over them fill _WY_CHUNK_BYTES
+    return max(_WY_CHUNK_BYTES // (PANEL * LANES * A.itemsize), 8)
+
+
+@intrinsic
+def _wy_copy(typingctx, A, p0, V):
+    """``V[i, j] = v_j[p0 + i]`` for the PANEL reflectors from ``p0`` and every row from
+    p0: A's column p0 + j under row p0 + j, 1 on it, 0 above."""
+    if not (_c_array(A, 3) and _c_array(V, 3) and A.dtype == V.dtype):
+        return None
+    sig = types.void(A, p0, V)
+
+    def codegen(context, builder, signature, args):
+        a, p0_, v = args
+        aty, vty = signature.args[0], signature.args[2]
+        p0_ = context.cast(builder, p0_, signature.args[1], types.intp)
+        fp = context.get_value_type(aty.dtype)
+        vec = ir.VectorType(fp, LANES)
+        align = context.get_abi_sizeof(fp)
+        ity = p0_.type
+        n = _dim(context, builder, aty, a, 1)
+        lanes = ir.Constant(ity, LANES)
+        zeros, ones = ir.Constant(vec, [0.0] * LANES), ir.Constant(vec, [1.0] * LANES)
+        with cgutils.for_range_slice(builder, ir.Constant(ity, 0), builder.sub(n, p0_),
+                                     ir.Constant(ity, 1)) as (i, _):
+            for j in range(PANEL):
+                jj = ir.Constant(ity, j)
+                src = builder.add(builder.mul(builder.add(p0_, jj), n), builder.add(p0_, i))
+                x = builder.load(_vectors(context, builder, aty, a, builder.mul(src, lanes),
+                                          vec), align=align)
+                x = builder.select(builder.icmp_signed(">", i, jj), x,
+                                   builder.select(builder.icmp_signed("==", i, jj), ones,
+                                                  zeros))
+                dst = builder.add(builder.mul(i, ir.Constant(ity, PANEL)), jj)
+                builder.store(x, _vectors(context, builder, vty, v, builder.mul(dst, lanes),
+                                          vec), align=align)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _wy_gram(typingctx, V, D, p0, below, G):
+    """``G[j, m] = v_j . v_m`` per lane: the sum over the panel's first PANEL rows
+    (from ``V``) added to the rest, ``D[j, p0 + m]`` (if ``below``)."""
+    if not (_c_array(V, 3) and _c_array(D, 3) and _c_array(G, 3)
+            and V.dtype == D.dtype == G.dtype):
+        return None
+    sig = types.void(V, D, p0, below, G)
+
+    def codegen(context, builder, signature, args):
+        v, d, p0_, below_, g = args
+        vty, dty, gty = signature.args[0], signature.args[1], signature.args[4]
+        p0_ = context.cast(builder, p0_, signature.args[2], types.intp)
+        below_ = context.cast(builder, below_, signature.args[3], types.boolean)
+        fp = context.get_value_type(vty.dtype)
+        vec = ir.VectorType(fp, LANES)
+        align = context.get_abi_sizeof(fp)
+        ity = p0_.type
+        kd = _dim(context, builder, dty, d, 1)
+        lanes, panel = ir.Constant(ity, LANES), ir.Constant(ity, PANEL)
+        one = ir.Constant(ity, 1)
+
+        def at(arty, arr, off):
+            return _vectors(context, builder, arty, arr, builder.mul(off, lanes), vec)
+
+        # run-time loops: straight-line code for 64 entries cost more compile than
+        # the few hundred multiply-adds cost to run
+        with cgutils.for_range_slice(builder, ir.Constant(ity, 0),
+                                     ir.Constant(ity, PANEL * PANEL), one) as (q, _):
+            j, m = builder.sdiv(q, panel), builder.srem(q, panel)
+            rest = builder.load(at(dty, d, builder.add(builder.mul(j, kd),
+                                                       builder.add(p0_, m))), align=align)
+            acc = cgutils.alloca_once(builder, vec)
+            builder.store(builder.select(below_, rest, ir.Constant(vec, [0.0] * LANES)), acc)
+            top = builder.select(builder.icmp_signed(">", j, m), j, m)
+            with cgutils.for_range_slice(builder, top, panel, one) as (i, _):
+                row = builder.mul(i, panel)
+                x = builder.load(at(vty, v, builder.add(row, j)), align=align)
+                y = builder.load(at(vty, v, builder.add(row, m)), align=align)
+                builder.store(builder.fadd(builder.load(acc), builder.fmul(x, y)), acc)
+            builder.store(builder.load(acc), at(gty, g, q), align=align)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit(inline="always")
+def _load_panel(A, p0, V, G, D, gram):
+    """Copy the PANEL reflectors from ``p0`` into ``V`` (rows from p0, PANEL, LANES)
+    whole, with their zeros above their own row and the 1 on it; with ``gram``, also
+    ``G[j, l] = v_j . v_l`` per lane (D's columns p0 .. p0 + PANEL - 1 as scratch)."""
+    n = A.shape[1]
+    _wy_copy(A, p0, V)
+    if not gram:
+        return
+    # under the panel's first PANEL rows the reflectors are A's columns as they stand
+    rows = _wy_rows(A)
+    for r0 in range(p0 + PANEL, n, rows):
+        _wy_dots(V, r0 - p0, A, r0, min(rows, n - r0), p0, PANEL, D, r0 == p0 + PANEL)
+    _wy_gram(V, D, p0, p0 + PANEL < n, G)
+
+
+@jit(inline="always")
+def _apply_panel(A, p0, c0, nc, tau, V, G, D, backwards):
+    """Apply the PANEL reflectors from ``p0`` (``V``, ``G`` from :func:`_load_panel`)
+    to lane-columns ``c0 .. c0 + nc - 1`` of ``A``, in increasing order of their index
+    or, if ``backwards``, decreasing; the same as :func:`_reflect_block` up to
+    round-off.  ``D`` (PANEL, k, LANES) is scratch."""
+    n = A.shape[1]
+    rows = _wy_rows(A)
+    for r0 in range(p0, n, rows):
+        _wy_dots(V, r0 - p0, A, r0, min(rows, n - r0), c0, nc, D, r0 == p0)
+    _wy_solve(D, c0, nc, G, tau, p0, backwards)
+    for r0 in range(p0, n, rows):
+        _wy_update(V, r0 - p0, A, r0, min(rows, n - r0), c0, nc, D, False)
 
 
 @intrinsic
@@ -608,6 +936,16 @@ def _transpose8(typingctx, S, i0, i1, i2, D, j0, j1, j2):
 
 
 @jit
+def _wy_panel(A, p0, tau, V, G, D, gram, backwards):
+    # the one compiled function of the compact-WY path, its parts inlined: numba
+    # compiles every compiled callee again into each caller's machine code, and as
+    # three functions, called with literal flags (a compile per literal), the path
+    # added 8 s to the cold compile of lanes_qr and 10 s to a GRU spectrum's
+    _load_panel(A, p0, V, G, D, gram)
+    _apply_panel(A, p0, p0 + PANEL, A.shape[0] - p0 - PANEL, tau, V, G, D, backwards)
+
+
+@jit
 def make_lanes(n, k, dtype_like):
     """Workspace of :func:`lanes_qr` for n x k blocks: ``(A, logs, tau, ss)``."""
     A = np.empty((k, n, LANES), dtype=dtype_like.dtype)
@@ -666,6 +1004,15 @@ def lanes_qr(A, logs, tau, ss):
     bad = ss[1]
     for ln in range(LANES):
         bad[ln] = 0.0
+    # the compact-WY workspace: reflectors copied out, dot products, Gram matrices
+    # (kept per panel from the factorisation for the forming of Q)
+    wy = n >= WY_MIN_ROWS and k - PANEL >= WY_MIN_COLS
+    V = np.empty((n if wy else 0, PANEL, LANES), dtype=A.dtype)
+    D = np.empty((PANEL, k if wy else 0, LANES), dtype=A.dtype)
+    Gs = np.empty((k // PANEL if wy else 0, PANEL, PANEL, LANES), dtype=A.dtype)
+    G = np.empty((PANEL, PANEL, LANES), dtype=A.dtype)
+    # flags as values, not literals: numba compiles a callee once per literal
+    no, yes = np.bool_(False), np.bool_(True)
     for p0 in range(0, k, PANEL):
         p1 = min(p0 + PANEL, k)
         for i in range(p0, p1):
@@ -695,13 +1042,22 @@ def lanes_qr(A, logs, tau, ss):
             # within the panel, column by column
             _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
         # the panel's reflectors on the columns after it, each column once
-        _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
+        if wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
+            _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, yes, no)
+        else:
+            _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
     # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r), panel by
     # panel: the panel's reflectors go to the columns after it before the panel's own
     # columns, which hold them, are overwritten
     for p1 in range(k, 0, -PANEL):
         p0 = max(p1 - PANEL, 0)
-        _reflect_block(A, p1 - 1, -1, p1 - p0, p1, k - p1, tau)
+        if wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
+            # these are the factorisation's panels, Gram matrices and all, when PANEL
+            # divides k
+            g = Gs[p0 // PANEL] if k % PANEL == 0 else G
+            _wy_panel(A, p0, tau, V, g, D, k % PANEL != 0, yes)
+        else:
+            _reflect_block(A, p1 - 1, -1, p1 - p0, p1, k - p1, tau)
         for i in range(p1 - 1, p0 - 1, -1):
             _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
             _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, tau, i * LANES, -1.0)

@@ -80,7 +80,10 @@ def check_contract(A, Q, logs, tol):
 # sizes covering one column, square, k < n, several panels of the blocked kernel
 # (PANEL = 32) with a partial last one, and the dispatch threshold on both sides;
 # from 128 rows lanes_qr applies its reflectors in pairs: (140, 37) has four panels of
-# 8 reflectors and one of 5, so pairs in both directions and an odd one out
+# 8 reflectors and one of 5, so pairs in both directions and an odd one out; from 96
+# rows panels with 16 or more columns after them go as one block (compact WY): the
+# first two of (100, 37) and (140, 37), whose Gram matrices are computed again for Q
+# (37 is no multiple of 8), and all but the last of (128, 128), whose are kept
 SIZES = [(1, 1), (5, 1), (3, 3), (8, 8), (17, 5), (40, 40), (47, 47), (48, 48),
          (100, 37), (70, 70), (130, 16), (140, 37), (128, 128)]
 
@@ -100,7 +103,8 @@ def test_random_matches_lapack(variant, dtype, n, k):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,k,zero", [(6, 4, 0), (6, 4, 3), (50, 50, 7), (80, 40, 39)])
+@pytest.mark.parametrize("n,k,zero", [(6, 4, 0), (6, 4, 3), (50, 50, 7), (80, 40, 39),
+                                        (100, 60, 5)])
 def test_zero_column_gives_minus_inf(variant, dtype, n, k, zero):
     A = np.random.default_rng(1).standard_normal((n, k)).astype(dtype)
     A[:, zero] = 0.0
@@ -166,7 +170,8 @@ def test_graded_columns(variant, n, k):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("n,k,where", [(6, 6, (0, 0)), (6, 6, (5, 2)), (70, 60, (3, 50))])
+@pytest.mark.parametrize("n,k,where", [(6, 6, (0, 0)), (6, 6, (5, 2)), (70, 60, (3, 50)),
+                                         (100, 60, (90, 1))])
 def test_non_finite_input_gives_nan(variant, dtype, bad, n, k, where):
     A = np.random.default_rng(5).standard_normal((n, k)).astype(dtype)
     A[where] = bad
@@ -316,6 +321,58 @@ def test_lanes_gather_pads_with_block_zero_and_scatter_writes_only_m():
     lanes.scatter(A, 3, Q, 1)
     np.testing.assert_array_equal(Q[1:4], Z)
     assert (Q[0] == 7.0).all() and (Q[4] == 7.0).all()
+
+
+def _reflectors_one_by_one(A, p0, c0, nc, tau, backwards):
+    """The PANEL reflectors of lanes_qr's layout from column p0 applied to columns
+    c0 .. c0 + nc - 1, one at a time, lane by lane, in float64 NumPy."""
+    out = A.astype(np.float64)
+    n = A.shape[1]
+    order = range(lanes.PANEL - 1, -1, -1) if backwards else range(lanes.PANEL)
+    for ln in range(lanes.LANES):
+        for j in order:
+            i = p0 + j
+            v = np.zeros(n)
+            v[i] = 1.0
+            v[i + 1:] = A[i, i + 1:, ln]
+            C = out[c0:c0 + nc, :, ln]
+            C -= float(tau[i, ln]) * np.outer(C @ v, v)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(lanes.WY_MIN_ROWS, 150), panel=st.integers(0, 3), extra=st.integers(1, 40),
+       backwards=st.booleans(), gram_kept=st.booleans(), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**32 - 1))
+def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram_kept, dtype,
+                                                seed):
+    """A panel's reflectors applied as one block (the compact-WY path of lanes_qr, from
+    WY_MIN_ROWS rows) against applying them one by one: the same up to round-off, in
+    both orders, over any number of target columns (odd ones too), from a Gram matrix
+    computed for the call or kept from an earlier one."""
+    P, L = lanes.PANEL, lanes.LANES
+    p0 = P * panel
+    c0 = p0 + P
+    k = min(c0 + extra, n)
+    nc = k - c0
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((k, n, L)) / np.sqrt(n)).astype(dtype)
+    # tau = 2 / |v|^2: each reflector orthogonal, as lanes_qr makes them
+    tau = np.zeros((k, L), dtype=dtype)
+    for i in range(p0, p0 + P):
+        tau[i] = 2.0 / (1.0 + (A[i, i + 1:].astype(np.float64) ** 2).sum(axis=0))
+    want = _reflectors_one_by_one(A, p0, c0, nc, tau, backwards)
+    V = np.empty((n, P, L), dtype=dtype)
+    D = np.full((P, k, L), np.nan, dtype=dtype)
+    G = np.empty((P, P, L), dtype=dtype)
+    lanes._load_panel(A, p0, V, G, D, True)
+    if gram_kept:
+        lanes._load_panel(A, p0, V, np.full_like(G, np.nan), D, False)
+    got = A.copy()
+    lanes._apply_panel(got, p0, c0, nc, tau, V, G, D, backwards)
+    np.testing.assert_allclose(got[c0:k], want[c0:k], rtol=0, atol=EPS[dtype] * 10)
+    # the reflectors' own columns and those before them are not touched
+    np.testing.assert_array_equal(got[:c0], A[:c0])
 
 
 def test_lanes_refuses_wrong_shapes():
