@@ -314,10 +314,10 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
 # turns those into the coefficients of the sequence of reflectors, and one more pass
 # updates the targets.  Both passes are register-blocked, 4 reflectors by 2 targets on
 # half a lane-vector (a 256-bit register): 6 loads per 8 multiply-adds instead of 8.
-# A/B against the pairs, `lanes_qr` on one group: 1.4-1.9x (float64) and 1.2-1.5x
-# (float32) at k = n from 96 rows, 1.2-1.6x at k = 48 in float64; whole spectra
-# gained from 96 rows and lost a little at 64 (benchmarks/RESULTS.md, "A panel's
-# reflectors as one block, kept")
+# A/B against the pairs, `lanes_qr` on one group: 1.35-1.85x (float64) and 1.0-1.5x
+# (float32) at k = n from 96 rows; whole spectra at k = n 1.09-1.19x (float64) and
+# 1.05-1.17x (float32) from 128 rows, one thread; at 64 rows 0.93-0.98x, so not used
+# there (benchmarks/RESULTS.md, "A panel's reflectors as one block, kept")
 WY_MIN_ROWS = 96
 WY_MIN_COLS = 16
 _WY_REFLECTORS, _WY_TARGETS = 4, 2
