@@ -466,13 +466,9 @@ def _wy_solve(typingctx, D, c0, nc, G, tau, p0, backwards):
 
     def codegen(context, builder, signature, args):
         d, c0_, nc_, g, t, p0_, back = args
-        dty, gty, tty = signature.args[0], signature.args[3], signature.args[4]
-        c0_, nc_, p0_ = (context.cast(builder, x, signature.args[i], types.intp)
-                         for x, i in ((c0_, 1), (nc_, 2), (p0_, 5)))
-        back = context.cast(builder, back, signature.args[6], types.boolean)
-        fp = context.get_value_type(dty.dtype)
-        vec = ir.VectorType(fp, LANES)
-        align = context.get_abi_sizeof(fp)
+        dty, c0ty, ncty, gty, tty, p0ty, bty = signature.args
+        vec, align, (c0_, nc_, p0_), (back,) = _lane_setup(
+            context, builder, dty.dtype, [(c0_, c0ty), (nc_, ncty), (p0_, p0ty)], [(back, bty)])
         ity = c0_.type
         lanes = ir.Constant(ity, LANES)
         kd = _dim(context, builder, dty, d, 1)
@@ -527,11 +523,8 @@ def _wy_copy(typingctx, A, p0, V):
 
     def codegen(context, builder, signature, args):
         a, p0_, v = args
-        aty, vty = signature.args[0], signature.args[2]
-        p0_ = context.cast(builder, p0_, signature.args[1], types.intp)
-        fp = context.get_value_type(aty.dtype)
-        vec = ir.VectorType(fp, LANES)
-        align = context.get_abi_sizeof(fp)
+        aty, p0ty, vty = signature.args
+        vec, align, (p0_,), _ = _lane_setup(context, builder, aty.dtype, [(p0_, p0ty)], [])
         ity = p0_.type
         n = _dim(context, builder, aty, a, 1)
         lanes = ir.Constant(ity, LANES)
@@ -565,12 +558,9 @@ def _wy_gram(typingctx, V, D, p0, below, G):
 
     def codegen(context, builder, signature, args):
         v, d, p0_, below_, g = args
-        vty, dty, gty = signature.args[0], signature.args[1], signature.args[4]
-        p0_ = context.cast(builder, p0_, signature.args[2], types.intp)
-        below_ = context.cast(builder, below_, signature.args[3], types.boolean)
-        fp = context.get_value_type(vty.dtype)
-        vec = ir.VectorType(fp, LANES)
-        align = context.get_abi_sizeof(fp)
+        vty, dty, p0ty, bty, gty = signature.args
+        vec, align, (p0_,), (below_,) = _lane_setup(context, builder, vty.dtype,
+                                                    [(p0_, p0ty)], [(below_, bty)])
         ity = p0_.type
         kd = _dim(context, builder, dty, d, 1)
         lanes, panel = ir.Constant(ity, LANES), ir.Constant(ity, PANEL)
