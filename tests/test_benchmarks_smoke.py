@@ -120,6 +120,17 @@ def test_ab_versions_smoke(capsys):
     assert "| rnn_tanh | 4 | 4 | 4 | float64 |" in out and "| 0e+00 |" in out
 
 
+def test_ab_versions_qr_smoke():
+    """--qr times lanes_qr of the two versions in turns; one package on both sides gives
+    the same logs to the bit and a finite speed-up (the installed package's compiled
+    QR, not two fresh copies: those cost a cold compile each)."""
+    import lenum
+
+    k, sp, lead = load("ab_versions").compare_qr({"old": lenum, "new": lenum}, 12, "n",
+                                                 "float64", 1)
+    assert k == 12 and np.isfinite(sp) and sp > 0 and lead == 0.0
+
+
 def test_bench_cpu_torch_target_summary():
     # rows below 5x torch are named with the fraction of the floor 5x would take, and
     # flagged where that is more than the floor itself
