@@ -71,8 +71,7 @@ def compare_qr(mods, n, k_spec, dtype, repeats):
     k = n if k_spec == "n" else min(int(k_spec), n)
     L = mods["old"].lanes.LANES
     A0 = np.random.default_rng(0).standard_normal((k, n, L)).astype(dtype)
-    work = {m: (np.empty_like(A0), np.empty((k, L)), np.empty((k, L), dtype=dtype),
-                np.empty((2, L))) for m in mods}
+    work = {m: mods[m].lanes.make_lanes(n, k, A0) for m in mods}
     reps = max(1, int(3e8 / (L * 4 * n * k * k)))
 
     def turn(m):
@@ -122,22 +121,20 @@ def main(argv=None):
                         kk, sp, lead = compare_qr(mods, n, k, dtype, args.repeats)
                         rows.append(sp)
                         print(f"| {n} | {kk} | {dtype} | {sp:.2f} | {lead:.0e} |", flush=True)
-            print(f"\nmedian speed-up {np.median(rows):.2f} over {len(rows)} cases "
-                  f"({min(rows):.2f}-{max(rows):.2f})")
-            return rows
-        print("| cell | N | n | k | dtype | B | speed-up | leading diff |")
-        print("|---|---|---|---|---|---|---|---|")
-        for dtype in args.dtypes.split(","):
-            for cell in args.cells.split(","):
-                for N in (int(s) for s in args.sizes.split(",")):
-                    if cell == "lstm" and N > 128 and not args.lstm_512:
-                        continue  # n = 512: minutes per case
-                    for k in args.k.split(","):
-                        n, kk, B, sp, lead = compare(mods, cell, N, k, dtype, args.repeats,
-                                                     args.work, args.batch)
-                        rows.append(sp)
-                        print(f"| {cell} | {N} | {n} | {kk} | {dtype} | {B} | {sp:.2f} | "
-                              f"{lead:.0e} |", flush=True)
+        else:
+            print("| cell | N | n | k | dtype | B | speed-up | leading diff |")
+            print("|---|---|---|---|---|---|---|---|")
+            for dtype in args.dtypes.split(","):
+                for cell in args.cells.split(","):
+                    for N in (int(s) for s in args.sizes.split(",")):
+                        if cell == "lstm" and N > 128 and not args.lstm_512:
+                            continue  # n = 512: minutes per case
+                        for k in args.k.split(","):
+                            n, kk, B, sp, lead = compare(mods, cell, N, k, dtype,
+                                                         args.repeats, args.work, args.batch)
+                            rows.append(sp)
+                            print(f"| {cell} | {N} | {n} | {kk} | {dtype} | {B} | {sp:.2f} | "
+                                  f"{lead:.0e} |", flush=True)
     print(f"\nmedian speed-up {np.median(rows):.2f} over {len(rows)} cases "
           f"({min(rows):.2f}-{max(rows):.2f})")
     return rows

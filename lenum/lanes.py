@@ -367,15 +367,13 @@ def _wy_codegen(update):
 
     def codegen(context, builder, signature, args):
         v, vr0, a, r0, nr, c0, nc, d, first = args
-        vty, aty, dty = signature.args[0], signature.args[2], signature.args[7]
-        vr0, r0, nr, c0, nc = (context.cast(builder, x, signature.args[i], types.intp)
-                               for x, i in ((vr0, 1), (r0, 3), (nr, 4), (c0, 5), (nc, 6)))
-        first = context.cast(builder, first, signature.args[8], types.boolean)
+        vty, vr0ty, aty, r0ty, nrty, c0ty, ncty, dty, fty = signature.args
+        vec, align, (vr0, r0, nr, c0, nc), (first,) = _lane_setup(
+            context, builder, aty.dtype,
+            [(vr0, vr0ty), (r0, r0ty), (nr, nrty), (c0, c0ty), (nc, ncty)], [(first, fty)])
         ity = r0.type
-        fp = context.get_value_type(aty.dtype)
-        align = context.get_abi_sizeof(fp)
         hc = 32 // align  # elements of a 256-bit register
-        hv = ir.VectorType(fp, hc)
+        hv = ir.VectorType(vec.element, hc)
         n = _dim(context, builder, aty, a, 1)
         kd = _dim(context, builder, dty, d, 1)
         # the products may be fused into FMAs: round-off only
