@@ -13,7 +13,10 @@ Usage (two checkouts, e.g. ``git worktree add ../old REV``)::
 
 With ``--qr`` the interleaved QR alone (``lenum.lanes.lanes_qr`` on one group of LANES
 random n x k blocks) is timed instead of whole spectra, in thread CPU time, the two
-versions taking turns; the speed-up is the median of the per-turn ratios.
+versions taking turns; the speed-up is the median of the per-turn ratios.  The calls
+run in a compiled loop that passes on whatever ``make_lanes`` returns, so the two
+versions' workspaces may differ, and Python's call overhead (microseconds, as long as
+a whole QR at n = 8) is not timed.
 """
 
 import argparse
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 
+import numba
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,6 +71,14 @@ def compare(mods, cell, N, k_spec, dtype, repeats, work, batch=None):
     return n, k, B, speedup, lead
 
 
+@numba.njit
+def _qr_loop(qr, A0, reps, *work):
+    # work: make_lanes' tuple, whatever its version holds; work[0] is the block
+    for _ in range(reps):
+        work[0][:] = A0
+        qr(*work)
+
+
 def compare_qr(mods, n, k_spec, dtype, repeats):
     k = n if k_spec == "n" else min(int(k_spec), n)
     L = mods["old"].lanes.LANES
@@ -75,11 +87,8 @@ def compare_qr(mods, n, k_spec, dtype, repeats):
     reps = max(1, int(3e8 / (L * 4 * n * k * k)))
 
     def turn(m):
-        A, logs, tau, ss = work[m]
         t = time.thread_time()
-        for _ in range(reps):
-            A[:] = A0
-            mods[m].lanes.lanes_qr(A, logs, tau, ss)
+        _qr_loop(mods[m].lanes.lanes_qr, A0, reps, *work[m])
         return time.thread_time() - t
 
     for m in mods:

@@ -55,13 +55,13 @@ def _loop(variant, Z, A, Q, logs, work, reps):
 
 @jit
 def _loop_lanes(Z, Q, work, reps):
-    A, logs, tau, ss = work
+    A, logs, tau, ss, wy = work
     L = lanes.LANES
     for _ in range(reps):
         for b0 in range(0, Z.shape[0], L):
             m = min(L, Z.shape[0] - b0)
             lanes.gather(Z[b0:b0 + m], m, A)
-            lanes.lanes_qr(A, logs, tau, ss)
+            lanes.lanes_qr(A, logs, tau, ss, wy)
             lanes.scatter(A, m, Q, b0)
 
 

@@ -122,9 +122,9 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
             copy_block(Z[ln], Q[b0 + ln])
         return
     if pays(m, Z.shape[1], Z.shape[2]):
-        A, llogs, tau, ss = lanes
+        A, llogs, tau, ss, wy = lanes
         gather(Z, m, A)
-        lanes_qr(A, llogs, tau, ss)
+        lanes_qr(A, llogs, tau, ss, wy)
         scatter(A, m, Q, b0)
         if counted:
             _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
@@ -161,7 +161,7 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
     interleaved throughout (``step``: a group step of :mod:`lenum.cells.stack`): the QR
     works in place, and states and bases are copied in and out once per window, not
     once per step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
-    A, llogs, tau, ss = lanes
+    A, llogs, tau, ss, wy = lanes
     XA, HA, HN, P, GA, D = gw
     ZA = A
     gather(Q[b0:b0 + m], m, QA)
@@ -171,7 +171,7 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
         step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D)
         qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
         if qr:
-            lanes_qr(ZA, llogs, tau, ss)
+            lanes_qr(ZA, llogs, tau, ss, wy)
             if counted:
                 _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
         QA, ZA = ZA, QA

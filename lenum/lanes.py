@@ -935,12 +935,26 @@ def _wy_panel(A, p0, tau, V, G, D, gram, backwards):
 
 @jit
 def make_lanes(n, k, dtype_like):
-    """Workspace of :func:`lanes_qr` for n x k blocks: ``(A, logs, tau, ss)``."""
+    """Workspace of :func:`lanes_qr` for n x k blocks: ``(A, logs, tau, ss, wy)``."""
     A = np.empty((k, n, LANES), dtype=dtype_like.dtype)
     logs = np.empty((k, LANES), dtype=np.float64)
     tau = np.empty((k, LANES), dtype=dtype_like.dtype)
     ss = np.empty((2, LANES), dtype=np.float64)  # squared norms; the non-finite flags
-    return A, logs, tau, ss
+    # the compact-WY path's: reflectors copied out, dot products, Gram matrices (kept
+    # per panel from the factorisation for the forming of Q), empty where it is not
+    # taken; made here, once per window, not in every QR (at n = 8 four allocations
+    # were 3.5 % of a group's QR)
+    wy = _wy_pays(n, k)
+    V = np.empty((n if wy else 0, PANEL, LANES), dtype=dtype_like.dtype)
+    D = np.empty((PANEL, k if wy else 0, LANES), dtype=dtype_like.dtype)
+    Gs = np.empty((k // PANEL if wy else 0, PANEL, PANEL, LANES), dtype=dtype_like.dtype)
+    G = np.empty((PANEL, PANEL, LANES), dtype=dtype_like.dtype)
+    return A, logs, tau, ss, (V, D, Gs, G)
+
+
+@jit(inline="always")
+def _wy_pays(n, k):
+    return n >= WY_MIN_ROWS and k - PANEL >= WY_MIN_COLS
 
 
 @jit
@@ -969,7 +983,7 @@ def _scaled_norm(A, i, ln):
 
 
 @jit
-def lanes_qr(A, logs, tau, ss):
+def lanes_qr(A, logs, tau, ss, wy):
     """QR of LANES interleaved blocks: ``A`` (k, n, LANES) in, their Q factors out.
 
     Parameters
@@ -980,25 +994,23 @@ def lanes_qr(A, logs, tau, ss):
     logs : ndarray (k, LANES), float64
         Receives ``log|R_cc|`` of each block (-inf for a zero column, NaN for a block
         that holds a NaN or Inf).
-    tau, ss : ndarray (k, LANES) of A's dtype, and (2, LANES) float64
+    tau, ss, wy : ndarray (k, LANES) of A's dtype, ndarray (2, LANES) float64, tuple
         Workspace (:func:`make_lanes`).
     """
     k, n = A.shape[0], A.shape[1]
+    V, D, Gs, G = wy
+    use_wy = _wy_pays(n, k)
     if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
-            or ss.shape != (2, LANES) or k > n):
+            or ss.shape != (2, LANES) or k > n
+            or G.shape != (PANEL, PANEL, LANES)
+            or (use_wy and (V.shape != (n, PANEL, LANES) or D.shape != (PANEL, k, LANES)
+                            or Gs.shape[0] != k // PANEL))):
         # the vector code reads LANES values per row: a wrong shape would read past
         # the arrays, so it is refused here (a caller's bug, not a user's input)
         raise ValueError("lanes_qr: arrays must be shaped as make_lanes(n, k) makes them")
     bad = ss[1]
     for ln in range(LANES):
         bad[ln] = 0.0
-    # the compact-WY workspace: reflectors copied out, dot products, Gram matrices
-    # (kept per panel from the factorisation for the forming of Q)
-    wy = n >= WY_MIN_ROWS and k - PANEL >= WY_MIN_COLS
-    V = np.empty((n if wy else 0, PANEL, LANES), dtype=A.dtype)
-    D = np.empty((PANEL, k if wy else 0, LANES), dtype=A.dtype)
-    Gs = np.empty((k // PANEL if wy else 0, PANEL, PANEL, LANES), dtype=A.dtype)
-    G = np.empty((PANEL, PANEL, LANES), dtype=A.dtype)
     # flags as values, not literals: numba compiles a callee once per literal
     no, yes = np.bool_(False), np.bool_(True)
     for p0 in range(0, k, PANEL):
@@ -1030,7 +1042,7 @@ def lanes_qr(A, logs, tau, ss):
             # within the panel, column by column
             _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
         # the panel's reflectors on the columns after it, each column once
-        if wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
+        if use_wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
             _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, yes, no)
         else:
             _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
@@ -1039,7 +1051,7 @@ def lanes_qr(A, logs, tau, ss):
     # columns, which hold them, are overwritten
     for p1 in range(k, 0, -PANEL):
         p0 = max(p1 - PANEL, 0)
-        if wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
+        if use_wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
             # these are the factorisation's panels, Gram matrices and all, when PANEL
             # divides k
             g = Gs[p0 // PANEL] if k % PANEL == 0 else G

@@ -18,9 +18,9 @@ def lanes_one(A, Q, logs, work):
     signature; the other lanes must come out the same."""
     n, k = A.shape
     L = lanes.LANES
-    A3, lg, tau, ss = lanes.make_lanes(n, k, A)
+    A3, lg, tau, ss, wy = lanes.make_lanes(n, k, A)
     lanes.gather(A[None], 1, A3)
-    lanes.lanes_qr(A3, lg, tau, ss)
+    lanes.lanes_qr(A3, lg, tau, ss, wy)
     out = np.empty((L, n, k), dtype=A.dtype)
     lanes.scatter(A3, L, out, 0)
     Q[:] = out[0]
@@ -296,9 +296,9 @@ def test_lanes_are_independent(dtype, n, k):
     Z[3] *= 1e-30 if dtype == np.float32 else 1e-200
     Z[4] *= 1e15 if dtype == np.float32 else 1e200
     Z[5, n // 2, k - 1] = np.inf
-    A, lg, tau, ss = lanes.make_lanes(n, k, Z)
+    A, lg, tau, ss, wy = lanes.make_lanes(n, k, Z)
     lanes.gather(Z, L, A)
-    lanes.lanes_qr(A, lg, tau, ss)
+    lanes.lanes_qr(A, lg, tau, ss, wy)
     Q = np.empty_like(Z)
     lanes.scatter(A, L, Q, 0)
     for ln in range(L):
@@ -313,7 +313,7 @@ def test_lanes_are_independent(dtype, n, k):
 def test_lanes_gather_pads_with_block_zero_and_scatter_writes_only_m():
     rng = np.random.default_rng(3)
     Z = rng.standard_normal((3, 4, 2))
-    A, _, _, _ = lanes.make_lanes(4, 2, Z)
+    A = lanes.make_lanes(4, 2, Z)[0]
     lanes.gather(Z, 3, A)
     for ln in range(lanes.LANES):
         np.testing.assert_array_equal(A[:, :, ln].T, Z[ln if ln < 3 else 0])
@@ -377,15 +377,22 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
 
 def test_lanes_refuses_wrong_shapes():
     # the vector code would read past a wrongly shaped array: refused, not run
-    A, logs, tau, ss = lanes.make_lanes(6, 4, np.empty(0))
+    A, logs, tau, ss, wy = lanes.make_lanes(6, 4, np.empty(0))
     with pytest.raises(ValueError, match="make_lanes"):
         lanes.lanes_qr(np.zeros((4, 6, lanes.LANES - 1)), logs,
-                       np.zeros((4, lanes.LANES - 1)), ss)
+                       np.zeros((4, lanes.LANES - 1)), ss, wy)
     with pytest.raises(ValueError, match="make_lanes"):
-        lanes.lanes_qr(A, logs[:3], tau, ss)
+        lanes.lanes_qr(A, logs[:3], tau, ss, wy)
     with pytest.raises(ValueError, match="make_lanes"):
         lanes.lanes_qr(np.zeros((7, 6, lanes.LANES)), np.zeros((7, lanes.LANES)),
-                       np.zeros((7, lanes.LANES)), ss)
+                       np.zeros((7, lanes.LANES)), ss, wy)
+    # the compact-WY workspace of a size that takes no block, given to one that does
+    n, k = lanes.WY_MIN_ROWS, lanes.PANEL + lanes.WY_MIN_COLS
+    big = lanes.make_lanes(n, k, np.empty(0))
+    big[0][:] = np.random.default_rng(0).standard_normal(big[0].shape)
+    with pytest.raises(ValueError, match="make_lanes"):
+        lanes.lanes_qr(*big[:4], wy)
+    lanes.lanes_qr(*big)  # its own workspace: accepted
 
 
 # ------------------------------------------------------------- shared_product
@@ -500,7 +507,7 @@ def test_lanes_gather_and_scatter_are_transposes(n, k, m, b0, dtype):
     columns past a multiple of 8 one by one; partial groups element by element."""
     rng = np.random.default_rng(n * 1000 + k * 10 + m)
     Z = rng.standard_normal((m, n, k)).astype(dtype)
-    A, _, _, _ = lanes.make_lanes(n, k, Z)
+    A = lanes.make_lanes(n, k, Z)[0]
     lanes.gather(Z, m, A)
     want = np.stack([Z[ln if ln < m else 0] for ln in range(lanes.LANES)], axis=2)
     np.testing.assert_array_equal(A, want.transpose(1, 0, 2))
