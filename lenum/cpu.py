@@ -97,22 +97,13 @@ def copy_block(src, dst):
             dst[i, j] = src[i, j]
 
 
-@jit
-def group_size(B, n, k):
-    """Sequences advanced together: LANES when their QR can run interleaved."""
-    return LANES if pays(B, n, k) else 1
-
-
 @jit(inline="always")
 def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, lanes, logs,
-             work):
+             work, group_qr):
     """Re-orthonormalise and count step ``tg`` for the ``m`` sequences ``b0..b0+m-1``.
 
-    ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases.  A group
-    for which it pays (:func:`lenum.lanes.pays`) is factorised interleaved
-    (:mod:`lenum.lanes`), others one block at a time by LAPACK
-    (:func:`lenum.qr.qr_logdiag`).  The two differ in round-off only (1e-15 relative
-    per step), so a sequence's last digits can depend on the batch it ran in.
+    ``Z[:m]`` holds their tangents J_t Q; ``Q[b0:b0+m]`` receives the new bases, from
+    ``group_qr``: :func:`qr_interleaved` or :func:`qr_one_by_one`, chosen per kernel.
     Inlined into the window kernels: as a separate compiled level, numba optimised all
     the QR code once more (4 s of the cold compile).
     """
@@ -121,14 +112,28 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
         for ln in range(m):
             copy_block(Z[ln], Q[b0 + ln])
         return
-    if pays(m, Z.shape[1], Z.shape[2]):
-        A, llogs, tau, ss, wy = lanes
-        gather(Z, m, A)
-        lanes_qr(A, llogs, tau, ss, wy)
-        scatter(A, m, Q, b0)
-        if counted:
-            _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
-        return
+    group_qr(Z, m, Q, b0, logsum, local, counted, block, length, keep_local, lanes, logs, work)
+
+
+@jit(inline="always")
+def qr_interleaved(Z, m, Q, b0, logsum, local, counted, block, length, keep_local, lanes, logs,
+                   work):
+    """The group's QR interleaved (:mod:`lenum.lanes`), the lanes from ``m`` on padded
+    with copies of sequence ``b0``.  The same as LAPACK's (:func:`qr_one_by_one`) up to
+    round-off (1e-15 relative per step), so a sequence's last digits can depend on the
+    batch it ran in."""
+    A, llogs, tau, ss, wy = lanes
+    gather(Z, m, A)
+    lanes_qr(A, llogs, tau, ss, wy)
+    scatter(A, m, Q, b0)
+    if counted:
+        _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+
+
+@jit(inline="always")
+def qr_one_by_one(Z, m, Q, b0, logsum, local, counted, block, length, keep_local, lanes, logs,
+                  work):
+    """The group's QR one block at a time, by LAPACK (:func:`lenum.qr.qr_logdiag`)."""
     for ln in range(m):
         qr_logdiag(Z[ln], Q[b0 + ln], logs, work)
         if counted:
@@ -136,13 +141,13 @@ def qr_group(Z, m, Q, b0, logsum, local, tg, T, warmup, qr_every, keep_local, la
 
 
 @jit
-def _workspace(B, n, k, dtype_like):
-    G = group_size(B, n, k)
+def _workspace(n, k, G, dtype_like):
+    # G = LANES for the interleaved QR, 1 for LAPACK's
     Z = np.empty((G, n, k), dtype=dtype_like.dtype)
     lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like)
     logs = np.empty(k, dtype=np.float64)
-    work = np.empty((work_rows(n), k), dtype=dtype_like.dtype)
-    return G, Z, lanes, logs, work
+    work = np.empty((work_rows(n) if G == 1 else 0, k), dtype=dtype_like.dtype)
+    return Z, lanes, logs, work
 
 
 @jit(inline="always")
@@ -235,12 +240,12 @@ def shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG):
 
 
 @jit(inline="always")
-def _advance_sequences(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0,
-                       T, warmup, qr_every, keep_local):
+def _advance_sequences(step, group_qr, G, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                       b_hh, t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
     M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
     s_new = np.empty(n, dtype=X.dtype)
-    G, Z, lanes, logs, work = _workspace(B, n, k, X)
+    Z, lanes, logs, work = _workspace(n, k, G, X)
     # a group's forward products are shared (the reset-before GRU computes its own)
     share = G == LANES and code != GRU_RB
     pre = make_products(w_hh, share, X)
@@ -262,41 +267,74 @@ def _advance_sequences(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b
                 for i in range(n):  # not S[b, :] = s_new: see copy_block
                     S[b, i] = s_new[i]
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
-                     keep_local, lanes, logs, work)
+                     keep_local, lanes, logs, work, group_qr)
 
 
 # the per-sequence window kernels, one per cell family like the group kernels: a
 # spectrum compiles the cell it runs, not all five (19-20 s of cold compile, where the
-# kernel holding every cell took 26-28 s side by side)
+# kernel holding every cell took 26-28 s side by side); and one per QR path,
+# interleaved or LAPACK's, for the same reason: a kernel holding both compiled 2-3 s
+# longer than the interleaved one alone and 9-13 s longer than LAPACK's (see
+# _interleaved)
 @jit
-def _advance_vanilla(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                     warmup, qr_every, keep_local):
-    _advance_sequences(vanilla_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh,
-                       b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+def _advance_vanilla(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
+                     qr_every, keep_local):
+    _advance_sequences(vanilla_stack_step, qr_one_by_one, 1, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
 
 
 @jit
 def _advance_lstm(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
                   qr_every, keep_local):
-    _advance_sequences(lstm_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
-                       b_hh, t0, T, warmup, qr_every, keep_local)
+    _advance_sequences(lstm_stack_step, qr_one_by_one, 1, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
 
 
 @jit
 def _advance_gru(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
                  qr_every, keep_local):
-    _advance_sequences(gru_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
-                       b_hh, t0, T, warmup, qr_every, keep_local)
+    _advance_sequences(gru_stack_step, qr_one_by_one, 1, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
 
 
 @jit
 def _advance_gru_rb(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup,
                     qr_every, keep_local):
-    _advance_sequences(gru_rb_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh,
-                       b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+    _advance_sequences(gru_rb_stack_step, qr_one_by_one, 1, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_vanilla_interleaved(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0,
+                                 T, warmup, qr_every, keep_local):
+    _advance_sequences(vanilla_stack_step, qr_interleaved, LANES, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_lstm_interleaved(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                              warmup, qr_every, keep_local):
+    _advance_sequences(lstm_stack_step, qr_interleaved, LANES, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_gru_interleaved(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                             warmup, qr_every, keep_local):
+    _advance_sequences(gru_stack_step, qr_interleaved, LANES, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_gru_rb_interleaved(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
+                                warmup, qr_every, keep_local):
+    _advance_sequences(gru_rb_stack_step, qr_interleaved, LANES, X, S, Q, logsum, local, code,
+                       w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
 
 
 _SEQUENCE_KERNELS = (_advance_vanilla, _advance_lstm, _advance_gru, _advance_gru_rb)  # by FAMILY
+_INTERLEAVED_KERNELS = (_advance_vanilla_interleaved, _advance_lstm_interleaved,
+                        _advance_gru_interleaved, _advance_gru_rb_interleaved)
 
 
 def held_basis(m, n, k, qr_every):
@@ -386,20 +424,30 @@ _HELD_KERNELS = (_advance_vanilla_held, _advance_lstm_held, _advance_gru_held,
                  _advance_gru_rb_held)  # by FAMILY
 
 
+def _interleaved(B, n, k):
+    """Whether a thread's B sequences take their QR interleaved, in groups of LANES
+    (:mod:`lenum.lanes`), the last group padded: once there is a full group, or for a
+    lone partial group where it pays (:func:`lenum.lanes.pays`); else one by one, by
+    LAPACK.
+
+    Never both for one thread: a spectrum then compiles the window kernel of one QR
+    path, not one holding both (2-3 s longer to compile than the interleaved path's,
+    on 26-30 s; 9-13 s longer than LAPACK's, on 19-20 s).  The padding costs at most
+    one group's QR per thread.
+    """
+    return pays(LANES, n, k) and (B >= LANES or pays(B, n, k))
+
+
 def _in_groups(code, N, n, k, B):
     """How many of a thread's B sequences go to the group kernel of their cell: all of
-    them once there is a full group (the last group padded), a lone partial group
-    where it pays (:func:`lenum.lanes.pays`), else none; none for a cell or shape
-    without a group step (:func:`lenum.cells.stack.grouped`).
+    them where their QR is interleaved (:func:`_interleaved`) and the cell and shape
+    have a group step (:func:`lenum.cells.stack.grouped`), else none.
 
     Never a split between the two kernels: a spectrum then compiles one window kernel,
     not two (both: 34-36 s of cold compile, against 14-16 s for a group kernel and
-    28 s for the per-sequence one, when it still held every cell).  The padding costs
-    at most one group's work per thread.
+    28 s for the per-sequence one, when it still held every cell).
     """
-    if not grouped(code, N, k) or not pays(LANES, n, k):
-        return 0
-    return B if B >= LANES or pays(B, n, k) else 0
+    return B if grouped(code, N, k) and _interleaved(B, n, k) else 0
 
 
 def _advance_slice(X, S, Q, logsum, local, code, *shared):
@@ -408,6 +456,8 @@ def _advance_slice(X, S, Q, logsum, local, code, *shared):
         kernels = _GROUP_KERNELS
     elif held_basis(B, n, k, shared[8]):
         kernels = _HELD_KERNELS
+    elif _interleaved(B, n, k):
+        kernels = _INTERLEAVED_KERNELS
     else:
         kernels = _SEQUENCE_KERNELS
     kernels[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
@@ -428,17 +478,28 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
                      keep_local))
 
 
-@jit
-def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+@jit(inline="always")
+def _advance_given(group_qr, G, J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    G, Z, lanes, logs, work = _workspace(B, n, k, J)
+    Z, lanes, logs, work = _workspace(n, k, G, J)
     for b0 in range(0, B, G):
         m = min(G, B - b0)
         for t in range(J.shape[1]):
             for ln in range(m):
                 thin_dot(J[b0 + ln, t], Q[b0 + ln], Z[ln])
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
-                     keep_local, lanes, logs, work)
+                     keep_local, lanes, logs, work, group_qr)
+
+
+@jit
+def _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+    _advance_given(qr_one_by_one, 1, J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
+
+
+@jit
+def _advance_jacobians_interleaved(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+    _advance_given(qr_interleaved, LANES, J, Q, logsum, local, t0, T, warmup, qr_every,
+                   keep_local)
 
 
 @jit
@@ -463,7 +524,12 @@ def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_l
 
 def _advance_jacobians_slice(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    kernel = _advance_jacobians_held if held_basis(B, n, k, qr_every) else _advance_jacobians
+    if held_basis(B, n, k, qr_every):
+        kernel = _advance_jacobians_held
+    elif _interleaved(B, n, k):
+        kernel = _advance_jacobians_interleaved
+    else:
+        kernel = _advance_jacobians
     kernel(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
 
 

@@ -864,3 +864,46 @@ def test_group_kernel_routing():
     assert not cpu.held_basis(8, 128, 128, 1)  # a full group: the interleaved QR
     assert not cpu.held_basis(1, 128, 127, 1)  # k < n: the reflectors would not make Q
     assert not cpu.held_basis(1, 128, 128, 2)  # no QR to hold between
+    # the per-sequence kernels take one QR path each, by the same rule (lenum.cpu._interleaved)
+    assert cpu._interleaved(9, 128, 128) and cpu._interleaved(3, 32, 16)
+    assert not cpu._interleaved(7, 128, 64) and not cpu._interleaved(2, 32, 16)
+    assert not cpu._interleaved(16, 300, 300)  # over MAX_COLS
+
+
+_ONE_QR_PATH = textwrap.dedent(
+    """
+    import numpy as np
+    import lenum
+    from lenum import cpu
+    from lenum.lanes import LANES
+    w = {"weight_ih_l0": np.ones((12, 2)), "weight_hh_l0": 0.3 * np.ones((12, 4)),
+         "bias_ih_l0": np.zeros(12), "bias_hh_l0": np.zeros(12)}
+    net = lenum.Network.from_state_dict("gru", w)
+    lenum.lyapunov_spectrum(net, np.ones((LANES + 3, 5, 2)), k=3)
+    print(len(cpu._advance_gru_interleaved.signatures), len(cpu._advance_gru.signatures))
+    """
+)
+
+
+def test_a_spectrum_compiles_one_qr_path():
+    """A thread's sequences take the interleaved QR for all of its groups, the last
+    padded, or LAPACK's for all (lenum.cpu._interleaved): each per-sequence kernel
+    holds one of the two paths, and a spectrum compiles only the kernel it runs (a
+    fresh process, one thread).  The padded group's sequences give what they give
+    alone, round-off apart."""
+    from lenum.lanes import LANES
+
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _ONE_QR_PATH], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "0"], out.stdout
+    rng = np.random.default_rng(11)
+    net = lenum.Network.from_state_dict("gru", _weights("gru", 4, 2, 1, rng))
+    x = rng.normal(size=(LANES + 3, 12, 2))  # one full group and a padded one of 3
+    with _numba_threads(1):
+        many = lenum.lyapunov_spectrum(net, x, k=3)
+    for b in (0, LANES, LANES + 2):
+        alone = lenum.lyapunov_spectrum(net, x[b], k=3)
+        np.testing.assert_allclose(many.per_sequence[b], alone.per_sequence[0], rtol=1e-13,
+                                   atol=1e-13)
