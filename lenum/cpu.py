@@ -140,9 +140,10 @@ def qr_one_by_one(Z, m, Q, b0, logsum, local, counted, block, length, keep_local
             _record(logs, logsum[b0 + ln], local[b0 + ln], block, length, keep_local)
 
 
-@jit
+@jit(inline="always")
 def _workspace(n, k, G, dtype_like):
-    # G = LANES for the interleaved QR, 1 for LAPACK's
+    # G = LANES for the interleaved QR, 1 for LAPACK's.  Inlined, like make_lanes: as
+    # compiled levels of their own, the allocations took 1-3 s of a kernel's cold compile
     Z = np.empty((G, n, k), dtype=dtype_like.dtype)
     lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like)
     logs = np.empty(k, dtype=np.float64)

@@ -933,9 +933,11 @@ def _wy_panel(A, p0, tau, V, G, D, gram, backwards):
     _apply_panel(A, p0, p0 + PANEL, A.shape[0] - p0 - PANEL, tau, V, G, D, backwards)
 
 
-@jit
+@jit(inline="always")
 def make_lanes(n, k, dtype_like):
     """Workspace of :func:`lanes_qr` for n x k blocks: ``(A, logs, tau, ss, wy)``."""
+    # inlined into its callers: a compiled level of its own cost more cold compile than
+    # its few allocations (lenum.cpu._workspace)
     A = np.empty((k, n, LANES), dtype=dtype_like.dtype)
     logs = np.empty((k, LANES), dtype=np.float64)
     tau = np.empty((k, LANES), dtype=dtype_like.dtype)
