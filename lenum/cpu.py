@@ -146,7 +146,7 @@ def _workspace(n, k, G, dtype_like):
     # compiled levels of their own, the allocations took 1-3 s of a kernel's cold compile
     Z = np.empty((G, n, k), dtype=dtype_like.dtype)
     lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like)
-    logs = np.empty(k, dtype=np.float64)
+    logs = np.empty(k if G == 1 else 0, dtype=np.float64)
     work = np.empty((work_rows(n) if G == 1 else 0, k), dtype=dtype_like.dtype)
     return Z, lanes, logs, work
 
@@ -428,15 +428,16 @@ _HELD_KERNELS = (_advance_vanilla_held, _advance_lstm_held, _advance_gru_held,
 def _interleaved(B, n, k):
     """Whether a thread's B sequences take their QR interleaved, in groups of LANES
     (:mod:`lenum.lanes`), the last group padded: once there is a full group, or for a
-    lone partial group where it pays (:func:`lenum.lanes.pays`); else one by one, by
-    LAPACK.
+    lone partial group where it pays; else one by one, by LAPACK.  That is
+    :func:`lenum.lanes.pays` for all B of them at once, since a full group always
+    pays (``min_fill(n) <= LANES``).
 
     Never both for one thread: a spectrum then compiles the window kernel of one QR
     path, not one holding both (2-3 s longer to compile than the interleaved path's,
     on 26-30 s; 9-13 s longer than LAPACK's, on 19-20 s).  The padding costs at most
     one group's QR per thread.
     """
-    return pays(LANES, n, k) and (B >= LANES or pays(B, n, k))
+    return pays(B, n, k)
 
 
 def _in_groups(code, N, n, k, B):

@@ -959,6 +959,13 @@ def _wy_pays(n, k):
     return n >= WY_MIN_ROWS and k - PANEL >= WY_MIN_COLS
 
 
+@jit(inline="always")
+def _as_block(use_wy, p0, p1, k):
+    # whether the panel p0 .. p1 - 1 is applied as one block: one rule for the
+    # factorisation and the forming of Q, which reuses the former's Gram matrices
+    return use_wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS
+
+
 @jit
 def _scaled_norm(A, i, ln):
     """(norm of rows i.. of lane-column (i, l), largest |entry| below row i), from the
@@ -1044,7 +1051,7 @@ def lanes_qr(A, logs, tau, ss, wy):
             # within the panel, column by column
             _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
         # the panel's reflectors on the columns after it, each column once
-        if use_wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
+        if _as_block(use_wy, p0, p1, k):
             _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, yes, no)
         else:
             _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
@@ -1053,7 +1060,7 @@ def lanes_qr(A, logs, tau, ss, wy):
     # columns, which hold them, are overwritten
     for p1 in range(k, 0, -PANEL):
         p0 = max(p1 - PANEL, 0)
-        if use_wy and p1 - p0 == PANEL and k - p1 >= WY_MIN_COLS:
+        if _as_block(use_wy, p0, p1, k):
             # these are the factorisation's panels, Gram matrices and all, when PANEL
             # divides k
             g = Gs[p0 // PANEL] if k % PANEL == 0 else G
