@@ -11,6 +11,7 @@ and a QR per step), so a thread per slice costs nothing measurable, and compilin
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numba
 import numpy as np
@@ -33,10 +34,15 @@ def num_threads():
     return max(1, numba.get_num_threads())
 
 
+def _threads(B):
+    """Threads that :func:`over_sequences` runs B sequences on."""
+    return min(B, num_threads())
+
+
 def over_sequences(kernel, B, batched, shared):
     """Run ``kernel(*batched[b0:b1], *shared)`` on slices of the batch, in parallel."""
     global _pool
-    parts = min(B, num_threads())
+    parts = _threads(B)
     if parts <= 1:
         kernel(*batched, *shared)
         return
@@ -338,18 +344,30 @@ _INTERLEAVED_KERNELS = (_advance_vanilla_interleaved, _advance_lstm_interleaved,
                         _advance_gru_interleaved, _advance_gru_rb_interleaved)
 
 
-def held_basis(m, n, k, qr_every):
+# from this many rows, bases are held as reflectors only by a thread that runs alone
+# (held_basis)
+HELD_ALONE_ROWS = 96
+
+
+def held_basis(m, n, k, qr_every, alone):
     """Whether a thread's ``m`` sequences keep their bases as the reflectors of their
     last QR and apply them to the next Jacobian (:func:`lenum.qr.factor_step`), never
     forming them: at k = n, with a QR every step, for sequences that do not fill an
-    interleaved group (:func:`lenum.lanes.pays`).
+    interleaved group (:func:`lenum.lanes.pays`); from ``HELD_ALONE_ROWS`` rows only
+    when the thread runs ``alone``, no other thread of the spectrum beside it.
 
     Whole spectra, A/B against forming Q (benchmarks/RESULTS.md): one sequence on one
     thread median 1.12x (1.00-1.38x) over rnn_tanh, GRU and LSTM at n = 32-256; two
     threads with a sequence each, median 1.01x (0.95-1.25x).  Interleaved groups stay
-    faster (this in their place: 0.67-1.01x).
+    faster (this in their place: 0.67-1.01x).  On a 16-core Xeon with SciPy 1.18's
+    OpenBLAS, LAPACK's ormqr, which applies the reflectors, ran no faster at n = 128
+    on 16 threads than on one, where geqrf and orgqr, which form Q, ran 11x faster:
+    16 sequences on 16 threads went 4x faster with Q formed at n = 128, and 0.7-0.8x
+    at n = 64 (not measured in between).  On 2 cores, from 96 rows, either way is
+    within 5 %.
     """
-    return k == n and qr_every == 1 and not pays(m, n, k)
+    return (k == n and qr_every == 1 and not pays(m, n, k)
+            and (alone or n < HELD_ALONE_ROWS))
 
 
 @jit(inline="always")
@@ -452,11 +470,11 @@ def _in_groups(code, N, n, k, B):
     return B if grouped(code, N, k) and _interleaved(B, n, k) else 0
 
 
-def _advance_slice(X, S, Q, logsum, local, code, *shared):
+def _advance_slice(alone, X, S, Q, logsum, local, code, *shared):
     B, n, k = Q.shape
     if _in_groups(code, shared[2].shape[2], n, k, B):
         kernels = _GROUP_KERNELS
-    elif held_basis(B, n, k, shared[8]):
+    elif held_basis(B, n, k, shared[8], alone):
         kernels = _HELD_KERNELS
     elif _interleaved(B, n, k):
         kernels = _INTERLEAVED_KERNELS
@@ -475,9 +493,10 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     (:func:`_in_groups`), else to the kernel that holds their bases as reflectors
     where that applies (:func:`held_basis`), else to the per-sequence kernel.
     """
-    over_sequences(_advance_slice, X.shape[0], (X, S, Q, logsum, local),
-                    (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
-                     keep_local))
+    alone = _threads(X.shape[0]) == 1
+    over_sequences(partial(_advance_slice, alone), X.shape[0], (X, S, Q, logsum, local),
+                   (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
+                    keep_local))
 
 
 @jit(inline="always")
@@ -524,9 +543,10 @@ def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_l
         form_q(Q[b], work, slot)
 
 
-def _advance_jacobians_slice(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+def _advance_jacobians_slice(alone, J, Q, logsum, local, t0, T, warmup, qr_every,
+                             keep_local):
     B, n, k = Q.shape
-    if held_basis(B, n, k, qr_every):
+    if held_basis(B, n, k, qr_every, alone):
         kernel = _advance_jacobians_held
     elif _interleaved(B, n, k):
         kernel = _advance_jacobians_interleaved
@@ -537,8 +557,9 @@ def _advance_jacobians_slice(J, Q, logsum, local, t0, T, warmup, qr_every, keep_
 
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n)."""
-    over_sequences(_advance_jacobians_slice, J.shape[0], (J, Q, logsum, local),
-                    (t0, T, warmup, qr_every, keep_local))
+    alone = _threads(J.shape[0]) == 1
+    over_sequences(partial(_advance_jacobians_slice, alone), J.shape[0], (J, Q, logsum, local),
+                   (t0, T, warmup, qr_every, keep_local))
 
 
 @jit(inline="always")

@@ -859,11 +859,15 @@ def test_group_kernel_routing():
     assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 0  # N > 128: not measured to pay
     assert cpu._in_groups(GRU, 32, 32, 8, 16) == 0
     # the others hold their bases as reflectors at k = n with a QR every step, unless
-    # they fill an interleaved group (lenum.cpu.held_basis)
-    assert cpu.held_basis(7, 128, 128, 1) and cpu.held_basis(16, 300, 300, 1)
-    assert not cpu.held_basis(8, 128, 128, 1)  # a full group: the interleaved QR
-    assert not cpu.held_basis(1, 128, 127, 1)  # k < n: the reflectors would not make Q
-    assert not cpu.held_basis(1, 128, 128, 2)  # no QR to hold between
+    # they fill an interleaved group or other threads run beside theirs
+    # (lenum.cpu.held_basis)
+    assert cpu.held_basis(7, 128, 128, 1, True) and cpu.held_basis(16, 300, 300, 1, True)
+    assert not cpu.held_basis(7, 128, 128, 1, False)  # threads beside: LAPACK's ormqr
+    assert cpu.held_basis(4, 64, 64, 1, False)  # under HELD_ALONE_ROWS, threads beside or not
+    assert cpu.held_basis(4, 95, 95, 1, False) and not cpu.held_basis(4, 96, 96, 1, False)
+    assert not cpu.held_basis(8, 128, 128, 1, True)  # a full group: the interleaved QR
+    assert not cpu.held_basis(1, 128, 127, 1, True)  # k < n: the reflectors would not make Q
+    assert not cpu.held_basis(1, 128, 128, 2, True)  # no QR to hold between
     # the per-sequence kernels take one QR path each, by the same rule (lenum.cpu._interleaved)
     assert cpu._interleaved(9, 128, 128) and cpu._interleaved(3, 32, 16)
     assert not cpu._interleaved(7, 128, 64) and not cpu._interleaved(2, 32, 16)
@@ -907,3 +911,38 @@ def test_a_spectrum_compiles_one_qr_path():
         alone = lenum.lyapunov_spectrum(net, x[b], k=3)
         np.testing.assert_allclose(many.per_sequence[b], alone.per_sequence[0], rtol=1e-13,
                                    atol=1e-13)
+
+
+def test_bases_held_as_reflectors_only_on_a_thread_alone(monkeypatch):
+    """k = n from HELD_ALONE_ROWS rows, a QR every step: one thread holds its sequences'
+    bases as reflectors (lenum.cpu.held_basis); threads side by side form Q instead,
+    since LAPACK's ormqr ran no faster on 16 threads than on one with SciPy 1.18's
+    OpenBLAS on a Xeon.  The spectra are the same either way, to round-off."""
+    from lenum import cpu
+
+    calls = []
+
+    def spying(name, kernels):
+        def wrap(kernel):
+            def call(*args):
+                calls.append(name)
+                return kernel(*args)
+            return call
+        return tuple(wrap(k) for k in kernels)
+
+    monkeypatch.setattr(cpu, "_HELD_KERNELS", spying("held", cpu._HELD_KERNELS))
+    monkeypatch.setattr(cpu, "_SEQUENCE_KERNELS", spying("formed", cpu._SEQUENCE_KERNELS))
+    rng = np.random.default_rng(5)
+    N = cpu.HELD_ALONE_ROWS // 2  # an LSTM's n = 2 N rows
+    net = lenum.Network.from_state_dict("lstm", _weights("lstm", N, 2, 1, rng, scale=1.5))
+    x = rng.normal(size=(2, 12, 2))
+    with _numba_threads(1):
+        one = lenum.lyapunov_spectrum(net, x, k=2 * N)
+    assert calls and set(calls) == {"held"}
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only: nothing runs side by side")
+    calls.clear()
+    with _numba_threads(2):
+        two = lenum.lyapunov_spectrum(net, x, k=2 * N)
+    assert calls and set(calls) == {"formed"}
+    np.testing.assert_allclose(two.per_sequence, one.per_sequence, rtol=1e-12, atol=1e-12)
