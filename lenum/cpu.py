@@ -344,38 +344,45 @@ _INTERLEAVED_KERNELS = (_advance_vanilla_interleaved, _advance_lstm_interleaved,
                         _advance_gru_interleaved, _advance_gru_rb_interleaved)
 
 
-# from this many rows, bases are held as reflectors only by a thread that runs alone
-# (held_basis)
-HELD_ALONE_ROWS = 96
+# beside other threads, bases are held as reflectors up to this many rows, applied one
+# reflector at a time (held_basis)
+HELD_BESIDE_MAX_ROWS = 128
 
 
 def held_basis(m, n, k, qr_every, alone):
     """Whether a thread's ``m`` sequences keep their bases as the reflectors of their
     last QR and apply them to the next Jacobian (:func:`lenum.qr.factor_step`), never
     forming them: at k = n, with a QR every step, for sequences that do not fill an
-    interleaved group (:func:`lenum.lanes.pays`); from ``HELD_ALONE_ROWS`` rows only
-    when the thread runs ``alone``, no other thread of the spectrum beside it.
+    interleaved group (:func:`lenum.lanes.pays`); above ``HELD_BESIDE_MAX_ROWS`` rows
+    only when the thread runs ``alone``, no other thread of the spectrum beside it.
 
     Whole spectra, A/B against forming Q (benchmarks/RESULTS.md): one sequence on one
-    thread median 1.12x (1.00-1.38x) over rnn_tanh, GRU and LSTM at n = 32-256; two
-    threads with a sequence each, median 1.01x (0.95-1.25x).  Interleaved groups stay
-    faster (this in their place: 0.67-1.01x).  On a 16-core Xeon with SciPy 1.18's
-    OpenBLAS, LAPACK's ormqr, which applies the reflectors, ran no faster at n = 128
-    on 16 threads than on one, where geqrf and orgqr, which form Q, ran 11x faster:
-    16 sequences on 16 threads went 4x faster with Q formed at n = 128, and 0.7-0.8x
-    at n = 64 (not measured in between).  On 2 cores, from 96 rows, either way is
-    within 5 %.
+    thread median 1.12x (1.00-1.38x) over rnn_tanh, GRU and LSTM at n = 32-256.
+    Interleaved groups stay faster (this in their place: 0.67-1.01x).  LAPACK's ormqr,
+    which applies the reflectors, takes compact-WY blocks from 68 rows, whose small
+    level-3 BLAS calls did not run on several threads at once on a 16-core Xeon with
+    SciPy 1.18's OpenBLAS: 16 sequences on 16 threads ran 0.12-0.23x as fast held as
+    with Q formed at n = 80-128.  Beside other threads the kernels therefore have
+    ormqr apply one reflector at a time (:func:`lenum.qr.factor_step`), which ran
+    1.04-1.22x faster than forming Q at n = 64-128 there (16 threads) and 1.05-1.14x
+    at n = 96-128 on 2 cores.  Above 128 rows holding gained nothing beside other
+    threads (at n = 160 on the 16: one reflector at a time 1.01-1.03x as fast as
+    forming Q, in blocks 0.49x), and one at a time is the slower on one thread (ormqr
+    0.45-0.8x of the blocks at n = 192-256).  A thread alone keeps the blocks: on one
+    thread at n = 96-128 ormqr ran 1.3-1.8x faster in blocks on the Xeon, 0.9-1.2x on
+    an AMD EPYC core.
     """
     return (k == n and qr_every == 1 and not pays(m, n, k)
-            and (alone or n < HELD_ALONE_ROWS))
+            and (alone or n <= HELD_BESIDE_MAX_ROWS))
 
 
 @jit(inline="always")
-def _held_qr(Zt, held, slot, logs, work, logsum, local, tg, T, warmup, keep_local):
+def _held_qr(Zt, held, slot, logs, work, logsum, local, tg, T, warmup, keep_local, beside):
     # step tg's QR, of J_t Q when the basis Q is held as reflectors in work (Zt = J_t),
     # else of Zt itself (a window's first step, Zt = J_t Q); returns the block of work
-    # that holds the new reflectors
-    slot = factor_step(Zt, logs, work, slot, held)
+    # that holds the new reflectors.  Beside other threads, one reflector at a time
+    # (held_basis).
+    slot = factor_step(Zt, logs, work, slot, held, beside)
     _, counted, block, length = counting(tg, T, warmup, 1)
     if counted:
         _record(logs, logsum, local, block, length, keep_local)
@@ -384,7 +391,7 @@ def _held_qr(Zt, held, slot, logs, work, logsum, local, tg, T, warmup, keep_loca
 
 @jit(inline="always")
 def _advance_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                  warmup, keep_local):
+                  warmup, keep_local, beside):
     """The window for sequences whose bases are held as reflectors (:func:`held_basis`),
     one at a time: the first step multiplies J_t by the basis given, the others have
     the stack step write J_t itself for the reflectors to multiply, and the last forms
@@ -404,7 +411,7 @@ def _advance_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, 
             for i in range(n):  # not S[b, :] = s_new: see copy_block
                 S[b, i] = s_new[i]
             slot = _held_qr(Z, t > 0, slot, logs, work, logsum[b], local[b], t0 + t + 1, T,
-                            warmup, keep_local)
+                            warmup, keep_local, beside)
         if X.shape[1] > 0:
             form_q(Q[b], work, slot)
 
@@ -413,30 +420,30 @@ def _advance_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, 
 # these or the ones above, whose interleaved QR these do not need
 @jit
 def _advance_vanilla_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                          warmup, qr_every, keep_local):
+                          warmup, qr_every, keep_local, beside):
     _advance_held(vanilla_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
-                  b_hh, t0, T, warmup, keep_local)
+                  b_hh, t0, T, warmup, keep_local, beside)
 
 
 @jit
 def _advance_lstm_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                       warmup, qr_every, keep_local):
+                       warmup, qr_every, keep_local, beside):
     _advance_held(lstm_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
-                  b_hh, t0, T, warmup, keep_local)
+                  b_hh, t0, T, warmup, keep_local, beside)
 
 
 @jit
 def _advance_gru_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                      warmup, qr_every, keep_local):
+                      warmup, qr_every, keep_local, beside):
     _advance_held(gru_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
-                  b_hh, t0, T, warmup, keep_local)
+                  b_hh, t0, T, warmup, keep_local, beside)
 
 
 @jit
 def _advance_gru_rb_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
-                         warmup, qr_every, keep_local):
+                         warmup, qr_every, keep_local, beside):
     _advance_held(gru_rb_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
-                  b_hh, t0, T, warmup, keep_local)
+                  b_hh, t0, T, warmup, keep_local, beside)
 
 
 _HELD_KERNELS = (_advance_vanilla_held, _advance_lstm_held, _advance_gru_held,
@@ -475,7 +482,8 @@ def _advance_slice(alone, X, S, Q, logsum, local, code, *shared):
     if _in_groups(code, shared[2].shape[2], n, k, B):
         kernels = _GROUP_KERNELS
     elif held_basis(B, n, k, shared[8], alone):
-        kernels = _HELD_KERNELS
+        # one argument more: whether other threads run beside this one
+        kernels, shared = _HELD_KERNELS, shared + (not alone,)
     elif _interleaved(B, n, k):
         kernels = _INTERLEAVED_KERNELS
     else:
@@ -524,7 +532,8 @@ def _advance_jacobians_interleaved(J, Q, logsum, local, t0, T, warmup, qr_every,
 
 
 @jit
-def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
+def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local,
+                            beside):
     # _advance_held for given Jacobians: after a window's first step, J_t is multiplied
     # by the reflectors as it is
     B, n, k = Q.shape
@@ -536,10 +545,10 @@ def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_l
     for b in range(B):
         thin_dot(J[b, 0], Q[b], Z)
         slot = _held_qr(Z, False, 0, logs, work, logsum[b], local[b], t0 + 1, T, warmup,
-                        keep_local)
+                        keep_local, beside)
         for t in range(1, J.shape[1]):
             slot = _held_qr(J[b, t], True, slot, logs, work, logsum[b], local[b], t0 + t + 1,
-                            T, warmup, keep_local)
+                            T, warmup, keep_local, beside)
         form_q(Q[b], work, slot)
 
 
@@ -547,12 +556,13 @@ def _advance_jacobians_slice(alone, J, Q, logsum, local, t0, T, warmup, qr_every
                              keep_local):
     B, n, k = Q.shape
     if held_basis(B, n, k, qr_every, alone):
-        kernel = _advance_jacobians_held
+        _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local,
+                                not alone)
     elif _interleaved(B, n, k):
-        kernel = _advance_jacobians_interleaved
+        _advance_jacobians_interleaved(J, Q, logsum, local, t0, T, warmup, qr_every,
+                                       keep_local)
     else:
-        kernel = _advance_jacobians
-    kernel(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
+        _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
 
 
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):

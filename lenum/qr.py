@@ -538,7 +538,7 @@ def _block(work, slot, n, k):
 
 
 @jit
-def factor_step(A, logs, work, slot, held):
+def factor_step(A, logs, work, slot, held, unblocked):
     """QR of a block into ``work``, as :func:`geqrf_qr` makes it, Q not formed.
 
     Without ``held``: the QR of ``A`` (n x k) itself, into block 0.  With ``held``
@@ -546,7 +546,10 @@ def factor_step(A, logs, work, slot, held):
     ``A Q``, ``A`` the next Jacobian and Q (diag(R) >= 0) the factor already in block
     ``slot``; ``A Q`` is made in the other block by LAPACK's ormqr, which applies Q's
     reflectors to ``A`` from the right, 2 n^3 flops where forming Q (orgqr) and
-    multiplying cost 4/3 n^3 + 2 n^3 (benchmarks/bench_implicit_q.py).
+    multiplying cost 4/3 n^3 + 2 n^3 (benchmarks/bench_implicit_q.py).  ormqr takes
+    its blocked code (compact-WY blocks through the level-3 BLAS) where its work array
+    allows, from 68 rows, unless ``unblocked``: then it applies one reflector at a
+    time (the level-2 BLAS).
 
     Returns the block that now holds the factorisation: the reflectors in LAPACK's
     geqrf layout (the Fortran n x k matrix in ``work``'s rows from ``WORK_ROWS + block
@@ -566,7 +569,9 @@ def factor_step(A, logs, work, slot, held):
     lw = work[2:WORK_ROWS]
     lwork = (WORK_ROWS - 2) * k
     if held and info == 0:
-        info = _ormqr_rn(n, _block(work, slot, n, k), work[0], C, lw, lwork)
+        # a work array of n values is the least ormqr takes, too little for its blocks
+        info = _ormqr_rn(n, _block(work, slot, n, k), work[0], C, lw,
+                         n if unblocked else lwork)
         # Q's signs: column j of the Fortran C is row j here
         for j in range(k):
             sg = work[1, j]
@@ -615,7 +620,7 @@ def geqrf_qr(A, Q, logs, work):
     work : ndarray (work_rows(n), k), C-contiguous, A's dtype
         Workspace (a smaller or non-contiguous one raises ValueError).
     """
-    factor_step(A, logs, work, 0, False)
+    factor_step(A, logs, work, 0, False, False)
     # NaN logs: the input held a NaN or Inf or geqrf failed, and Q is left as it was
     if logs[0] == logs[0] and not form_q(Q, work, 0):
         for j in range(A.shape[1]):

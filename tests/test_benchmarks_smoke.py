@@ -98,6 +98,21 @@ def test_bench_implicit_q_smoke():
     assert t["form"] > t["geqrf"] and t["apply"] > t["geqrf"]
 
 
+def test_bench_held_rows_smoke(capsys):
+    rows = load("bench_held_rows").main(["--sizes", "4,6", "--batch", "2", "--target",
+                                         "0.001", "--repeats", "1"])
+    assert [(cell, N) for cell, N, *_ in rows] == [("rnn_tanh", 4), ("rnn_tanh", 6)]
+    assert all(r["held"] > 0 and r["formed"] > 0 for *_, r in rows)
+    assert "| held / formed |" in capsys.readouterr().out
+
+
+def test_bench_lapack_threads_smoke():
+    rows = load("bench_lapack_threads").main(["--sizes", "8", "--threads", "1,2", "--work",
+                                              "1e4"])
+    assert [(n, t) for n, t, _ in rows] == [(8, 1), (8, 2)]
+    assert all(len(r) == 4 and min(r) > 0 for *_, r in rows)
+
+
 def test_bench_qr_every_smoke(capsys):
     rows = load("bench_qr_every").main(["--N", "4", "--T", "40", "--B", "2",
                                         "--intervals", "1,2"])

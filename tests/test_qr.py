@@ -241,25 +241,40 @@ def test_geqrf_refuses_a_short_workspace():
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 48), steps=st.integers(1, 4), dtype=st.sampled_from(DTYPES),
-       seed=st.integers(0, 2**32 - 1), log_scale=st.floats(-3, 3))
-def test_held_steps_are_the_qr_of_j_times_the_formed_basis(n, steps, dtype, seed, log_scale):
+       seed=st.integers(0, 2**32 - 1), log_scale=st.floats(-3, 3), unblocked=st.booleans())
+def test_held_steps_are_the_qr_of_j_times_the_formed_basis(n, steps, dtype, seed, log_scale,
+                                                            unblocked):
     """The QR method at k = n with the basis kept as reflectors (``factor_step`` with
     ``held``) against the same steps with Q formed and multiplied (``geqrf_qr`` and a
     product): the same logs and, formed at the end, the same basis, to round-off.  A
     step that read the wrong slot moves the logs by O(1); one that left out Q's signs
     (which the logs do not see) ends in a basis with columns of the wrong sign."""
+    _check_held_steps(n, steps, dtype, seed, log_scale, unblocked)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("unblocked", [False, True])
+@pytest.mark.parametrize("n", [100, 140])
+def test_held_steps_by_blocks_and_one_reflector_at_a_time(n, unblocked, dtype):
+    """ormqr applies the held basis in compact-WY blocks at these sizes (the hypothesis
+    test above stays under them, where ormqr's work array is too small for its blocks),
+    or one reflector at a time when told: both give the QR method's steps."""
+    _check_held_steps(n, 2, dtype, 5, 0.0, unblocked)
+
+
+def _check_held_steps(n, steps, dtype, seed, log_scale, unblocked):
     rng = np.random.default_rng(seed)
     J = (rng.standard_normal((steps + 1, n, n)) * 10.0 ** log_scale).astype(dtype)
     work = np.empty((qr.work_rows(n), n), dtype=dtype)
     logs = np.full(n, 7.0)
-    assert qr.factor_step(J[0], logs, work, 1, False) == 0
+    assert qr.factor_step(J[0], logs, work, 1, False, unblocked) == 0
     Q_ref, l_ref = np.empty((n, n), dtype=dtype), np.empty(n)
     qr.geqrf_qr(J[0], Q_ref, l_ref, np.empty_like(work))
     np.testing.assert_array_equal(logs, l_ref)
     slot = 0
     tol = EPS[dtype] * 10 * n
     for t in range(1, steps + 1):
-        slot = qr.factor_step(J[t], logs, work, slot, True)
+        slot = qr.factor_step(J[t], logs, work, slot, True, unblocked)
         assert slot == t % 2
         qr.geqrf_qr(J[t] @ Q_ref, Q_ref, l_ref, np.empty_like(work))
         np.testing.assert_allclose(logs, l_ref, atol=tol * 10)
@@ -275,11 +290,11 @@ def test_held_step_reports_a_non_finite_jacobian(bad):
     rng = np.random.default_rng(2)
     work = np.empty((qr.work_rows(n), n))
     logs = np.empty(n)
-    assert qr.factor_step(rng.standard_normal((n, n)), logs, work, 0, False) == 0
+    assert qr.factor_step(rng.standard_normal((n, n)), logs, work, 0, False, False) == 0
     assert np.isfinite(logs).all()
     J = rng.standard_normal((n, n))
     J[4, 1] = bad
-    assert qr.factor_step(J, logs, work, 0, True) == 1
+    assert qr.factor_step(J, logs, work, 0, True, False) == 1
     assert np.isnan(logs).all()
 
 

@@ -861,10 +861,10 @@ def test_group_kernel_routing():
     # the others hold their bases as reflectors at k = n with a QR every step, unless
     # they fill an interleaved group or other threads run beside theirs
     # (lenum.cpu.held_basis)
-    assert cpu.held_basis(7, 128, 128, 1, True) and cpu.held_basis(16, 300, 300, 1, True)
-    assert not cpu.held_basis(7, 128, 128, 1, False)  # threads beside: LAPACK's ormqr
-    assert cpu.held_basis(4, 64, 64, 1, False)  # under HELD_ALONE_ROWS, threads beside or not
-    assert cpu.held_basis(4, 95, 95, 1, False) and not cpu.held_basis(4, 96, 96, 1, False)
+    assert cpu.held_basis(7, 130, 130, 1, True) and cpu.held_basis(16, 300, 300, 1, True)
+    assert not cpu.held_basis(7, 130, 130, 1, False)  # threads beside: ormqr's blocks
+    assert cpu.held_basis(4, 64, 64, 1, False)  # ormqr unblocked, threads beside or not
+    assert cpu.held_basis(4, 128, 128, 1, False) and not cpu.held_basis(4, 129, 129, 1, False)
     assert not cpu.held_basis(8, 128, 128, 1, True)  # a full group: the interleaved QR
     assert not cpu.held_basis(1, 128, 127, 1, True)  # k < n: the reflectors would not make Q
     assert not cpu.held_basis(1, 128, 128, 2, True)  # no QR to hold between
@@ -913,11 +913,12 @@ def test_a_spectrum_compiles_one_qr_path():
                                    atol=1e-13)
 
 
-def test_bases_held_as_reflectors_only_on_a_thread_alone(monkeypatch):
-    """k = n from HELD_ALONE_ROWS rows, a QR every step: one thread holds its sequences'
-    bases as reflectors (lenum.cpu.held_basis); threads side by side form Q instead,
-    since LAPACK's ormqr ran no faster on 16 threads than on one with SciPy 1.18's
-    OpenBLAS on a Xeon.  The spectra are the same either way, to round-off."""
+def test_bases_held_beside_other_threads_only_reflector_by_reflector(monkeypatch):
+    """k = n, a QR every step: one thread holds its sequences' bases as reflectors at
+    any size, which ormqr applies in compact-WY blocks (lenum.cpu.held_basis).  Threads
+    side by side hold them up to HELD_BESIDE_MAX_ROWS rows, applied one reflector at a
+    time, and form Q above: ormqr's blocks ran no faster on 16 threads than on one with
+    SciPy 1.18's OpenBLAS on a Xeon.  The spectra are the same every way, to round-off."""
     from lenum import cpu
 
     calls = []
@@ -925,7 +926,8 @@ def test_bases_held_as_reflectors_only_on_a_thread_alone(monkeypatch):
     def spying(name, kernels):
         def wrap(kernel):
             def call(*args):
-                calls.append(name)
+                # a held kernel's last argument: other threads beside, one at a time
+                calls.append((name, args[-1]) if name == "held" else name)
                 return kernel(*args)
             return call
         return tuple(wrap(k) for k in kernels)
@@ -933,16 +935,49 @@ def test_bases_held_as_reflectors_only_on_a_thread_alone(monkeypatch):
     monkeypatch.setattr(cpu, "_HELD_KERNELS", spying("held", cpu._HELD_KERNELS))
     monkeypatch.setattr(cpu, "_SEQUENCE_KERNELS", spying("formed", cpu._SEQUENCE_KERNELS))
     rng = np.random.default_rng(5)
-    N = cpu.HELD_ALONE_ROWS // 2  # an LSTM's n = 2 N rows
-    net = lenum.Network.from_state_dict("lstm", _weights("lstm", N, 2, 1, rng, scale=1.5))
     x = rng.normal(size=(2, 12, 2))
-    with _numba_threads(1):
-        one = lenum.lyapunov_spectrum(net, x, k=2 * N)
-    assert calls and set(calls) == {"held"}
+    # an LSTM's n = 2 N rows: at HELD_BESIDE_MAX_ROWS and just above
+    for N, beside in [(cpu.HELD_BESIDE_MAX_ROWS // 2, ("held", True)),
+                      (cpu.HELD_BESIDE_MAX_ROWS // 2 + 1, "formed")]:
+        net = lenum.Network.from_state_dict("lstm", _weights("lstm", N, 2, 1, rng, scale=1.5))
+        calls.clear()
+        with _numba_threads(1):
+            one = lenum.lyapunov_spectrum(net, x, k=2 * N)
+        assert calls and set(calls) == {("held", False)}
+        if numba.config.NUMBA_NUM_THREADS < 2:
+            continue
+        calls.clear()
+        with _numba_threads(2):
+            two = lenum.lyapunov_spectrum(net, x, k=2 * N)
+        assert calls and set(calls) == {beside}
+        np.testing.assert_allclose(two.per_sequence, one.per_sequence, rtol=1e-12,
+                                   atol=1e-12)
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one thread only: nothing runs side by side")
+
+
+def test_given_jacobians_held_beside_other_threads_reflector_by_reflector(monkeypatch):
+    """spectrum_from_jacobians follows the same rule as the networks (test above)."""
+    from lenum import cpu
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only: nothing runs side by side")
+    calls = []
+    kernel = cpu._advance_jacobians_held
+
+    def spy(*args):
+        calls.append(args[-1])
+        return kernel(*args)
+
+    monkeypatch.setattr(cpu, "_advance_jacobians_held", spy)
+    rng = np.random.default_rng(8)
+    n = cpu.HELD_BESIDE_MAX_ROWS
+    J = rng.normal(size=(2, 6, n, n)) / np.sqrt(n)
+    with _numba_threads(1):
+        one = lenum.spectrum_from_jacobians(J)
+    assert calls == [False]
     calls.clear()
     with _numba_threads(2):
-        two = lenum.lyapunov_spectrum(net, x, k=2 * N)
-    assert calls and set(calls) == {"formed"}
+        two = lenum.spectrum_from_jacobians(J)
+    assert calls == [True, True]
     np.testing.assert_allclose(two.per_sequence, one.per_sequence, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,115 @@
+"""Holding bases as reflectors beside other threads, against forming Q.
+
+At k = n, a thread whose sequences do not fill an interleaved group either holds each
+basis as the reflectors of its last QR and applies them to the next Jacobian (LAPACK's
+ormqr), or forms Q (geqrf + orgqr) and multiplies by it.  A thread alone holds them at
+every size; beside other threads up to ``cpu.HELD_BESIDE_MAX_ROWS`` rows, because on some
+machines ormqr's blocked code did not run on several threads at once (RESULTS.md).  This
+times both ways for one sequence per thread on every thread (B = threads), at several
+state sizes, in one process on identical inputs, the two ways taking turns; the
+exponents of the two must agree.
+
+Usage::
+
+    python benchmarks/bench_held_rows.py                      # rnn_tanh, n = 64..128
+    python benchmarks/bench_held_rows.py --cells rnn_tanh,gru --sizes 64,96,128
+    python benchmarks/bench_held_rows.py --warm               # compile only, no timing
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+import reference  # noqa: E402
+
+import scipy.linalg.cython_blas  # noqa: E402, F401  (SciPy's BLAS loaded before lenum's engine)
+
+import lenum  # noqa: E402
+from lenum import cpu  # noqa: E402
+
+INPUT_SIZE = 16
+# rows up to which bases are held beside other threads: every size, and none
+WAYS = {"held": 1 << 30, "formed": 0}
+
+
+def _spectrum(net, x, dtype, way):
+    """Per-sequence exponents with the bases held (``way`` = "held") or Q formed."""
+    saved = cpu.HELD_BESIDE_MAX_ROWS
+    cpu.HELD_BESIDE_MAX_ROWS = WAYS[way]
+    try:
+        return lenum.lyapunov_spectrum(net, x, dtype=dtype).per_sequence
+    finally:
+        cpu.HELD_BESIDE_MAX_ROWS = saved
+
+
+def measure(cell, N, dtype, B, target, repeats, rng):
+    """Sequence-steps per second of both ways (best of ``repeats``, taking turns)."""
+    net = lenum.Network.from_state_dict(cell, reference.random_weights(cell, N, INPUT_SIZE))
+    x = rng.standard_normal((B, 4, INPUT_SIZE))
+    per_step, out = {}, {}
+    for way in WAYS:
+        _spectrum(net, x[:, :1], dtype, way)  # compile, or load from the cache
+        t = time.perf_counter()
+        out[way] = _spectrum(net, x, dtype, way)
+        per_step[way] = (time.perf_counter() - t) / x.shape[1]
+    err = float(np.max(np.abs(out["held"] - out["formed"])))
+    tol = 1e-10 if dtype == "float64" else 5e-2  # float32: as bench_cpu.py's tolerance
+    if not err <= tol:
+        raise AssertionError(f"{cell} N={N} {dtype}: the two ways differ by {err:.3g}")
+    T = int(min(20000, max(2, round(target / max(min(per_step.values()), 1e-9)))))
+    x = rng.standard_normal((B, T, INPUT_SIZE))
+    best = dict.fromkeys(WAYS, np.inf)
+    ways = list(WAYS)
+    for r in range(repeats):
+        for way in ways[r % 2:] + ways[:r % 2]:
+            t = time.perf_counter()
+            _spectrum(net, x, dtype, way)
+            best[way] = min(best[way], time.perf_counter() - t)
+    return {way: B * T / best[way] for way in WAYS}, net.state_size, T, err
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", default="rnn_tanh")
+    p.add_argument("--sizes", default="64,80,96,112,128", help="hidden sizes N")
+    p.add_argument("--dtype", default="float64")
+    p.add_argument("--batch", type=int, default=None, help="sequences (default: threads)")
+    p.add_argument("--target", type=float, default=0.5, help="seconds per timed run")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warm", action="store_true", help="compile the kernels and stop")
+    a = p.parse_args(argv)
+    threads = cpu.num_threads()
+    B = a.batch or threads
+    rng = np.random.default_rng(1)
+    if a.warm:
+        for cell in a.cells.split(","):
+            net = lenum.Network.from_state_dict(
+                cell, reference.random_weights(cell, 8, INPUT_SIZE))
+            for dt in a.dtype.split(","):
+                for way in WAYS:
+                    _spectrum(net, rng.standard_normal((2, 2, INPUT_SIZE)), dt, way)
+        return []
+    print(f"threads {threads}, B = {B}, k = n, HELD_BESIDE_MAX_ROWS = {cpu.HELD_BESIDE_MAX_ROWS}")
+    print("| cell | N | n | dtype | T | held /s | formed /s | held / formed | max diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for dt in a.dtype.split(","):
+        for cell in a.cells.split(","):
+            for N in (int(s) for s in a.sizes.split(",")):
+                rates, n, T, err = measure(cell, N, dt, B, a.target, a.repeats, rng)
+                rows.append((cell, N, n, dt, rates))
+                print(f"| {cell} | {N} | {n} | {dt} | {T} | {rates['held']:.0f} | "
+                      f"{rates['formed']:.0f} | {rates['held'] / rates['formed']:.2f} | "
+                      f"{err:.1e} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
