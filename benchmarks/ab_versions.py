@@ -61,14 +61,17 @@ def compare(mods, cell, N, k_spec, dtype, repeats, work, batch=None):
     out = {m: mods[m].lyapunov_spectrum(nets[m], x, k=k, dtype=dtype).per_sequence
            for m in mods}  # compiles, and the exponents to compare
     times = {m: [] for m in mods}
-    for _ in range(repeats):
-        for m in mods:
+    names = list(mods)
+    for r in range(repeats):
+        # the order turns each round: a run that follows the other version's (its
+        # caches, the clock it left) must not always be the same version's
+        for m in names[r % 2:] + names[:r % 2]:
             t = time.perf_counter()
             mods[m].lyapunov_spectrum(nets[m], x, k=k, dtype=dtype)
             times[m].append(time.perf_counter() - t)
     speedup = np.median(times["old"]) / np.median(times["new"])
     lead = float(np.max(np.abs(out["old"][:, :16] - out["new"][:, :16])))
-    return n, k, B, speedup, lead
+    return n, k, B, T, speedup, lead
 
 
 @numba.njit
@@ -110,7 +113,9 @@ def main(argv=None):
     p.add_argument("--k", default="n,16")
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--work", type=float, default=3e7, help="tangent flops per run")
+    p.add_argument("--work", type=float, default=3e7,
+                   help="tangent flops per run (T = work / (B x flops per step), at least "
+                        "2: raise it where T comes out small, or a run is milliseconds)")
     p.add_argument("--batch", type=int, default=None,
                    help="sequences B (default 16, 64 at N = 32)")
     p.add_argument("--lstm-512", action="store_true", help="also LSTM N = 256 (n = 512)")
@@ -131,19 +136,20 @@ def main(argv=None):
                         rows.append(sp)
                         print(f"| {n} | {kk} | {dtype} | {sp:.2f} | {lead:.0e} |", flush=True)
         else:
-            print("| cell | N | n | k | dtype | B | speed-up | leading diff |")
-            print("|---|---|---|---|---|---|---|---|")
+            print("| cell | N | n | k | dtype | B | T | speed-up | leading diff |")
+            print("|---|---|---|---|---|---|---|---|---|")
             for dtype in args.dtypes.split(","):
                 for cell in args.cells.split(","):
                     for N in (int(s) for s in args.sizes.split(",")):
                         if cell == "lstm" and N > 128 and not args.lstm_512:
                             continue  # n = 512: minutes per case
                         for k in args.k.split(","):
-                            n, kk, B, sp, lead = compare(mods, cell, N, k, dtype,
-                                                         args.repeats, args.work, args.batch)
+                            n, kk, B, T, sp, lead = compare(mods, cell, N, k, dtype,
+                                                            args.repeats, args.work,
+                                                            args.batch)
                             rows.append(sp)
-                            print(f"| {cell} | {N} | {n} | {kk} | {dtype} | {B} | {sp:.2f} | "
-                                  f"{lead:.0e} |", flush=True)
+                            print(f"| {cell} | {N} | {n} | {kk} | {dtype} | {B} | {T} | "
+                                  f"{sp:.2f} | {lead:.0e} |", flush=True)
     print(f"\nmedian speed-up {np.median(rows):.2f} over {len(rows)} cases "
           f"({min(rows):.2f}-{max(rows):.2f})")
     return rows
