@@ -3,8 +3,9 @@
 At k = n, a thread whose sequences do not fill an interleaved group either holds each
 basis as the reflectors of its last QR and applies them to the next Jacobian (LAPACK's
 ormqr), or forms Q (geqrf + orgqr) and multiplies by it.  A thread alone holds them at
-every size; beside other threads up to ``cpu.HELD_BESIDE_MAX_ROWS`` rows, because on some
-machines ormqr's blocked code did not run on several threads at once (RESULTS.md).  This
+every size; beside other threads up to ``cpu.HELD_BESIDE_MAX_ROWS`` rows (at every size
+from ``cpu.HELD_MANY_THREADS`` threads), because on some machines LAPACK's blocked code
+did not run on several threads at once (RESULTS.md).  This
 times both ways for one sequence per thread on every thread (B = threads), at several
 state sizes, in one process on identical inputs, the two ways taking turns; the
 exponents of the two must agree.
@@ -35,18 +36,22 @@ import lenum  # noqa: E402
 from lenum import cpu  # noqa: E402
 
 INPUT_SIZE = 16
-# rows up to which bases are held beside other threads: every size, and none
-WAYS = {"held": 1 << 30, "formed": 0}
+# the limits of cpu.held_basis that make each way: held at every size beside other
+# threads, or never
+WAYS = {"held": {"HELD_BESIDE_MAX_ROWS": 1 << 30, "HELD_MANY_THREADS": 2},
+        "formed": {"HELD_BESIDE_MAX_ROWS": 0, "HELD_MANY_THREADS": 1 << 30}}
 
 
 def _spectrum(net, x, dtype, way):
     """Per-sequence exponents with the bases held (``way`` = "held") or Q formed."""
-    saved = cpu.HELD_BESIDE_MAX_ROWS
-    cpu.HELD_BESIDE_MAX_ROWS = WAYS[way]
+    saved = {name: getattr(cpu, name) for name in WAYS[way]}
+    for name, value in WAYS[way].items():
+        setattr(cpu, name, value)
     try:
         return lenum.lyapunov_spectrum(net, x, dtype=dtype).per_sequence
     finally:
-        cpu.HELD_BESIDE_MAX_ROWS = saved
+        for name, value in saved.items():
+            setattr(cpu, name, value)
 
 
 def measure(cell, N, dtype, B, target, repeats, rng):
@@ -96,7 +101,8 @@ def main(argv=None):
                 for way in WAYS:
                     _spectrum(net, rng.standard_normal((2, 2, INPUT_SIZE)), dt, way)
         return []
-    print(f"threads {threads}, B = {B}, k = n, HELD_BESIDE_MAX_ROWS = {cpu.HELD_BESIDE_MAX_ROWS}")
+    print(f"threads {threads}, B = {B}, k = n, HELD_BESIDE_MAX_ROWS = "
+          f"{cpu.HELD_BESIDE_MAX_ROWS}, HELD_MANY_THREADS = {cpu.HELD_MANY_THREADS}")
     print("| cell | N | n | dtype | T | held /s | formed /s | held / formed | max diff |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []

@@ -347,14 +347,18 @@ _INTERLEAVED_KERNELS = (_advance_vanilla_interleaved, _advance_lstm_interleaved,
 # beside other threads, bases are held as reflectors up to this many rows, applied one
 # reflector at a time (held_basis)
 HELD_BESIDE_MAX_ROWS = 128
+# ... and at every size from this many threads side by side, their QR one reflector
+# at a time too
+HELD_MANY_THREADS = 8
 
 
-def held_basis(m, n, k, qr_every, alone):
+def held_basis(m, n, k, qr_every, threads):
     """Whether a thread's ``m`` sequences keep their bases as the reflectors of their
     last QR and apply them to the next Jacobian (:func:`lenum.qr.factor_step`), never
     forming them: at k = n, with a QR every step, for sequences that do not fill an
     interleaved group (:func:`lenum.lanes.pays`); above ``HELD_BESIDE_MAX_ROWS`` rows
-    only when the thread runs ``alone``, no other thread of the spectrum beside it.
+    only when the thread runs alone (``threads`` = 1, the threads of the spectrum) or
+    beside ``HELD_MANY_THREADS`` - 1 or more others.
 
     Whole spectra, A/B against forming Q (benchmarks/RESULTS.md): one sequence on one
     thread median 1.12x (1.00-1.38x) over rnn_tanh, GRU and LSTM at n = 32-256.
@@ -370,10 +374,15 @@ def held_basis(m, n, k, qr_every, alone):
     forming Q, in blocks 0.49x), and one at a time is the slower on one thread (ormqr
     0.45-0.8x of the blocks at n = 192-256).  A thread alone keeps the blocks: on one
     thread at n = 96-128 ormqr ran 1.3-1.8x faster in blocks on the Xeon, 0.9-1.2x on
-    an AMD EPYC core.
+    an AMD EPYC core.  From 8 threads side by side LAPACK's QR in blocks (geqrf, orgqr,
+    above 128 rows) stopped gaining threads on two 16-core machines, where one
+    reflector at a time gave 1.3-2.2x its calls at n = 160-256: there bases are held
+    at every size, the QR of each step one reflector at a time too (16 sequences on 16
+    threads: 1.18-1.27x as fast as forming Q at n = 256, 1.01x at n = 160).
     """
     return (k == n and qr_every == 1 and not pays(m, n, k)
-            and (alone or n <= HELD_BESIDE_MAX_ROWS))
+            and (threads == 1 or n <= HELD_BESIDE_MAX_ROWS
+                 or threads >= HELD_MANY_THREADS))
 
 
 @jit(inline="always")
@@ -477,13 +486,13 @@ def _in_groups(code, N, n, k, B):
     return B if grouped(code, N, k) and _interleaved(B, n, k) else 0
 
 
-def _advance_slice(alone, X, S, Q, logsum, local, code, *shared):
+def _advance_slice(threads, X, S, Q, logsum, local, code, *shared):
     B, n, k = Q.shape
     if _in_groups(code, shared[2].shape[2], n, k, B):
         kernels = _GROUP_KERNELS
-    elif held_basis(B, n, k, shared[8], alone):
+    elif held_basis(B, n, k, shared[8], threads):
         # one argument more: whether other threads run beside this one
-        kernels, shared = _HELD_KERNELS, shared + (not alone,)
+        kernels, shared = _HELD_KERNELS, shared + (threads > 1,)
     elif _interleaved(B, n, k):
         kernels = _INTERLEAVED_KERNELS
     else:
@@ -501,8 +510,8 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     (:func:`_in_groups`), else to the kernel that holds their bases as reflectors
     where that applies (:func:`held_basis`), else to the per-sequence kernel.
     """
-    alone = _threads(X.shape[0]) == 1
-    over_sequences(partial(_advance_slice, alone), X.shape[0], (X, S, Q, logsum, local),
+    over_sequences(partial(_advance_slice, _threads(X.shape[0])), X.shape[0],
+                   (X, S, Q, logsum, local),
                    (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
                     keep_local))
 
@@ -552,12 +561,12 @@ def _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_l
         form_q(Q[b], work, slot)
 
 
-def _advance_jacobians_slice(alone, J, Q, logsum, local, t0, T, warmup, qr_every,
+def _advance_jacobians_slice(threads, J, Q, logsum, local, t0, T, warmup, qr_every,
                              keep_local):
     B, n, k = Q.shape
-    if held_basis(B, n, k, qr_every, alone):
+    if held_basis(B, n, k, qr_every, threads):
         _advance_jacobians_held(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local,
-                                not alone)
+                                threads > 1)
     elif _interleaved(B, n, k):
         _advance_jacobians_interleaved(J, Q, logsum, local, t0, T, warmup, qr_every,
                                        keep_local)
@@ -567,8 +576,8 @@ def _advance_jacobians_slice(alone, J, Q, logsum, local, t0, T, warmup, qr_every
 
 def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
     """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n)."""
-    alone = _threads(J.shape[0]) == 1
-    over_sequences(partial(_advance_jacobians_slice, alone), J.shape[0], (J, Q, logsum, local),
+    over_sequences(partial(_advance_jacobians_slice, _threads(J.shape[0])), J.shape[0],
+                   (J, Q, logsum, local),
                    (t0, T, warmup, qr_every, keep_local))
 
 

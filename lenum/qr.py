@@ -546,10 +546,10 @@ def factor_step(A, logs, work, slot, held, unblocked):
     ``A Q``, ``A`` the next Jacobian and Q (diag(R) >= 0) the factor already in block
     ``slot``; ``A Q`` is made in the other block by LAPACK's ormqr, which applies Q's
     reflectors to ``A`` from the right, 2 n^3 flops where forming Q (orgqr) and
-    multiplying cost 4/3 n^3 + 2 n^3 (benchmarks/bench_implicit_q.py).  ormqr takes
-    its blocked code (compact-WY blocks through the level-3 BLAS) where its work array
-    allows, from 68 rows, unless ``unblocked``: then it applies one reflector at a
-    time (the level-2 BLAS).
+    multiplying cost 4/3 n^3 + 2 n^3 (benchmarks/bench_implicit_q.py).  ormqr and
+    geqrf take their blocked code (compact-WY blocks through the level-3 BLAS) where
+    their work array and block sizes allow (ormqr from 68 rows, geqrf above 128),
+    unless ``unblocked``: then they apply one reflector at a time (the level-2 BLAS).
 
     Returns the block that now holds the factorisation: the reflectors in LAPACK's
     geqrf layout (the Fortran n x k matrix in ``work``'s rows from ``WORK_ROWS + block
@@ -578,7 +578,8 @@ def factor_step(A, logs, work, slot, held, unblocked):
             for i in range(n):
                 C[j, i] *= sg
     if info == 0:
-        info = _geqrf(n, k, k, C, work[0], lw, lwork)
+        # likewise k values for geqrf
+        info = _geqrf(n, k, k, C, work[0], lw, k if unblocked else lwork)
     for j in range(k):
         d = C[j, j]
         logs[j] = np.log(abs(d)) if info == 0 else np.nan

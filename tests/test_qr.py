@@ -258,7 +258,8 @@ def test_held_steps_are_the_qr_of_j_times_the_formed_basis(n, steps, dtype, seed
 def test_held_steps_by_blocks_and_one_reflector_at_a_time(n, unblocked, dtype):
     """ormqr applies the held basis in compact-WY blocks at these sizes (the hypothesis
     test above stays under them, where ormqr's work array is too small for its blocks),
-    or one reflector at a time when told: both give the QR method's steps."""
+    and geqrf at 140, or one reflector at a time when told: both give the QR method's
+    steps."""
     _check_held_steps(n, 2, dtype, 5, 0.0, unblocked)
 
 
@@ -270,9 +271,12 @@ def _check_held_steps(n, steps, dtype, seed, log_scale, unblocked):
     assert qr.factor_step(J[0], logs, work, 1, False, unblocked) == 0
     Q_ref, l_ref = np.empty((n, n), dtype=dtype), np.empty(n)
     qr.geqrf_qr(J[0], Q_ref, l_ref, np.empty_like(work))
-    np.testing.assert_array_equal(logs, l_ref)
-    slot = 0
     tol = EPS[dtype] * 10 * n
+    if unblocked:  # geqrf one reflector at a time: other round-off above 128 rows
+        np.testing.assert_allclose(logs, l_ref, atol=tol)
+    else:
+        np.testing.assert_array_equal(logs, l_ref)
+    slot = 0
     for t in range(1, steps + 1):
         slot = qr.factor_step(J[t], logs, work, slot, True, unblocked)
         assert slot == t % 2

@@ -861,13 +861,16 @@ def test_group_kernel_routing():
     # the others hold their bases as reflectors at k = n with a QR every step, unless
     # they fill an interleaved group or other threads run beside theirs
     # (lenum.cpu.held_basis)
-    assert cpu.held_basis(7, 130, 130, 1, True) and cpu.held_basis(16, 300, 300, 1, True)
-    assert not cpu.held_basis(7, 130, 130, 1, False)  # threads beside: ormqr's blocks
-    assert cpu.held_basis(4, 64, 64, 1, False)  # ormqr unblocked, threads beside or not
-    assert cpu.held_basis(4, 128, 128, 1, False) and not cpu.held_basis(4, 129, 129, 1, False)
-    assert not cpu.held_basis(8, 128, 128, 1, True)  # a full group: the interleaved QR
-    assert not cpu.held_basis(1, 128, 127, 1, True)  # k < n: the reflectors would not make Q
-    assert not cpu.held_basis(1, 128, 128, 2, True)  # no QR to hold between
+    # (the last argument: how many threads run side by side)
+    assert cpu.held_basis(7, 130, 130, 1, 1) and cpu.held_basis(16, 300, 300, 1, 1)
+    assert not cpu.held_basis(7, 130, 130, 1, 2)  # threads beside: LAPACK's blocks
+    assert cpu.held_basis(4, 64, 64, 1, 2)  # one reflector at a time beside threads
+    assert cpu.held_basis(4, 128, 128, 1, 7) and not cpu.held_basis(4, 129, 129, 1, 7)
+    # from HELD_MANY_THREADS side by side, at every size
+    assert cpu.held_basis(4, 129, 129, 1, 8) and cpu.held_basis(1, 300, 300, 1, 16)
+    assert not cpu.held_basis(8, 128, 128, 1, 1)  # a full group: the interleaved QR
+    assert not cpu.held_basis(1, 128, 127, 1, 1)  # k < n: the reflectors would not make Q
+    assert not cpu.held_basis(1, 128, 128, 2, 1)  # no QR to hold between
     # the per-sequence kernels take one QR path each, by the same rule (lenum.cpu._interleaved)
     assert cpu._interleaved(9, 128, 128) and cpu._interleaved(3, 32, 16)
     assert not cpu._interleaved(7, 128, 64) and not cpu._interleaved(2, 32, 16)
