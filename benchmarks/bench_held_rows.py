@@ -3,12 +3,12 @@
 At k = n, a thread whose sequences do not fill an interleaved group either holds each
 basis as the reflectors of its last QR and applies them to the next Jacobian (LAPACK's
 ormqr), or forms Q (geqrf + orgqr) and multiplies by it.  A thread alone holds them at
-every size; beside other threads up to ``cpu.HELD_BESIDE_MAX_ROWS`` rows (at every size
-from ``cpu.HELD_MANY_THREADS`` threads), because on some machines LAPACK's blocked code
-did not run on several threads at once (RESULTS.md).  This
-times both ways for one sequence per thread on every thread (B = threads), at several
-state sizes, in one process on identical inputs, the two ways taking turns; the
-exponents of the two must agree.
+every size; beside other threads up to ``cpu.HELD_BESIDE_MAX_ROWS`` rows (up to
+``cpu.HELD_MANY_MAX_ROWS`` from ``cpu.HELD_MANY_THREADS`` threads), because on some
+machines LAPACK's blocked code did not run on several threads at once (RESULTS.md).
+This times both ways for one sequence per thread on every thread (B = threads), at
+several state sizes, in one process on identical inputs, the two ways taking turns;
+the exponents of the two must agree.
 
 Usage::
 
@@ -38,8 +38,10 @@ from lenum import cpu  # noqa: E402
 INPUT_SIZE = 16
 # the limits of cpu.held_basis that make each way: held at every size beside other
 # threads, or never
-WAYS = {"held": {"HELD_BESIDE_MAX_ROWS": 1 << 30, "HELD_MANY_THREADS": 2},
-        "formed": {"HELD_BESIDE_MAX_ROWS": 0, "HELD_MANY_THREADS": 1 << 30}}
+WAYS = {"held": {"HELD_BESIDE_MAX_ROWS": 1 << 30, "HELD_MANY_THREADS": 2,
+                 "HELD_MANY_MAX_ROWS": 1 << 30},
+        "formed": {"HELD_BESIDE_MAX_ROWS": 0, "HELD_MANY_THREADS": 1 << 30,
+                   "HELD_MANY_MAX_ROWS": 0}}
 
 
 def _spectrum(net, x, dtype, way):

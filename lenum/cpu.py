@@ -347,9 +347,10 @@ _INTERLEAVED_KERNELS = (_advance_vanilla_interleaved, _advance_lstm_interleaved,
 # beside other threads, bases are held as reflectors up to this many rows, applied one
 # reflector at a time (held_basis)
 HELD_BESIDE_MAX_ROWS = 128
-# ... and at every size from this many threads side by side, their QR one reflector
-# at a time too
+# ... and up to this many rows from this many threads side by side, their QR one
+# reflector at a time too (measured to 256 rows)
 HELD_MANY_THREADS = 8
+HELD_MANY_MAX_ROWS = 256
 
 
 def held_basis(m, n, k, qr_every, threads):
@@ -357,8 +358,8 @@ def held_basis(m, n, k, qr_every, threads):
     last QR and apply them to the next Jacobian (:func:`lenum.qr.factor_step`), never
     forming them: at k = n, with a QR every step, for sequences that do not fill an
     interleaved group (:func:`lenum.lanes.pays`); above ``HELD_BESIDE_MAX_ROWS`` rows
-    only when the thread runs alone (``threads`` = 1, the threads of the spectrum) or
-    beside ``HELD_MANY_THREADS`` - 1 or more others.
+    only when the thread runs alone (``threads`` = 1, the threads of the spectrum) or,
+    up to ``HELD_MANY_MAX_ROWS``, beside ``HELD_MANY_THREADS`` - 1 or more others.
 
     Whole spectra, A/B against forming Q (benchmarks/RESULTS.md): one sequence on one
     thread median 1.12x (1.00-1.38x) over rnn_tanh, GRU and LSTM at n = 32-256.
@@ -377,12 +378,12 @@ def held_basis(m, n, k, qr_every, threads):
     an AMD EPYC core.  From 8 threads side by side LAPACK's QR in blocks (geqrf, orgqr,
     above 128 rows) stopped gaining threads on two 16-core machines, where one
     reflector at a time gave 1.3-2.2x its calls at n = 160-256: there bases are held
-    at every size, the QR of each step one reflector at a time too (16 sequences on 16
+    up to 256 rows, the QR of each step one reflector at a time too (16 sequences on 16
     threads: 1.18-1.27x as fast as forming Q at n = 256, 1.01x at n = 160).
     """
     return (k == n and qr_every == 1 and not pays(m, n, k)
             and (threads == 1 or n <= HELD_BESIDE_MAX_ROWS
-                 or threads >= HELD_MANY_THREADS))
+                 or (threads >= HELD_MANY_THREADS and n <= HELD_MANY_MAX_ROWS)))
 
 
 @jit(inline="always")

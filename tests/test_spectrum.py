@@ -866,8 +866,9 @@ def test_group_kernel_routing():
     assert not cpu.held_basis(7, 130, 130, 1, 2)  # threads beside: LAPACK's blocks
     assert cpu.held_basis(4, 64, 64, 1, 2)  # one reflector at a time beside threads
     assert cpu.held_basis(4, 128, 128, 1, 7) and not cpu.held_basis(4, 129, 129, 1, 7)
-    # from HELD_MANY_THREADS side by side, at every size
-    assert cpu.held_basis(4, 129, 129, 1, 8) and cpu.held_basis(1, 300, 300, 1, 16)
+    # from HELD_MANY_THREADS side by side, up to HELD_MANY_MAX_ROWS (measured to 256)
+    assert cpu.held_basis(4, 129, 129, 1, 8) and cpu.held_basis(1, 256, 256, 1, 16)
+    assert not cpu.held_basis(1, 257, 257, 1, 16)
     assert not cpu.held_basis(8, 128, 128, 1, 1)  # a full group: the interleaved QR
     assert not cpu.held_basis(1, 128, 127, 1, 1)  # k < n: the reflectors would not make Q
     assert not cpu.held_basis(1, 128, 128, 2, 1)  # no QR to hold between
