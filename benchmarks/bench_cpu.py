@@ -116,27 +116,31 @@ class Case:
                                         threads=threads())
 
 
-def measure(case, methods, target, repeats, check_steps):
+def measure(case, methods, target, repeats, check_steps, tol=None):
     """Sequence-steps per second of each method (best of ``repeats``), after a check.
 
     All methods first run the same ``check_steps`` steps; their exponents must agree
-    with lenum's within :data:`TOLERANCE`.  That run also sizes T so that one timed
-    run takes about ``target`` seconds.  The timed runs alternate between the methods,
-    ``repeats`` rounds of one run each.
+    with those of the first method (lenum) within ``tol`` (default :data:`TOLERANCE`).
+    That run also sizes T so that one timed run takes about ``target`` seconds.  The
+    timed runs alternate between the methods, ``repeats`` rounds of one run each.
+    Returns the rates, the steps T of each method's timed runs, and each method's
+    largest difference from the first in the check.
     """
+    first = methods[0]
     x = case.inputs(check_steps)
-    case.run("lenum", x[:, :1])  # compile (or load from the cache)
+    case.run(first, x[:, :1])  # compile (or load from the cache)
     results, per_step = {}, {}
     for m in methods:
         t = time.perf_counter()
         results[m] = case.run(m, x)
         per_step[m] = (time.perf_counter() - t) / check_steps
-    tol = TOLERANCE[case.dtype]
+    tol = TOLERANCE[case.dtype] if tol is None else tol
+    errors = {}
     for m in methods:
-        err = float(np.max(np.abs(results[m] - results["lenum"])))
+        errors[m] = err = float(np.max(np.abs(results[m] - results[first])))
         if not err <= tol:
             raise AssertionError(
-                f"{case.cell} N={case.N} k={case.k} {case.dtype}: {m} disagrees with lenum "
+                f"{case.cell} N={case.N} k={case.k} {case.dtype}: {m} disagrees with {first} "
                 f"by {err:.3g} (tolerance {tol:g}); not timing a wrong answer"
             )
     steps = {m: int(min(20000, max(2, round(target / max(per_step[m], 1e-9)))))
@@ -153,7 +157,7 @@ def measure(case, methods, target, repeats, check_steps):
             case.run(m, inputs[m])
             best[m] = min(best[m], time.perf_counter() - t)
     rates = {m: case.B * steps[m] / best[m] for m in methods}
-    return rates, steps
+    return rates, steps, errors
 
 
 def startup_times(cold=True, prewarm=True):
@@ -236,7 +240,7 @@ def main(argv=None):
                     case = Case(cell, N, kind, dt, B)
                     if kind != "n" and case.k == case.n and "n" in kinds:
                         continue  # k = 16 >= n is the k = n case again
-                    rates, steps = measure(case, methods, target, repeats, check_steps)
+                    rates, steps, _ = measure(case, methods, target, repeats, check_steps)
                     # the GEMM again next to each case, and the best rate of the run so
                     # far taken: a GEMM timed in a slow spell (41 GFLOP/s against 65-75
                     # in the rows beside it) would lower the floor and flatter lenum

@@ -7,8 +7,8 @@ every size; beside other threads up to ``cpu.HELD_BESIDE_MAX_ROWS`` rows (up to
 ``cpu.HELD_MANY_MAX_ROWS`` from ``cpu.HELD_MANY_THREADS`` threads), because on some
 machines LAPACK's blocked code did not run on several threads at once (RESULTS.md).
 This times both ways for one sequence per thread on every thread (B = threads), at
-several state sizes, in one process on identical inputs, the two ways taking turns;
-the exponents of the two must agree.
+several state sizes, in one process, the two ways taking turns, after a check that
+their exponents agree (``bench_cpu.measure``).
 
 Usage::
 
@@ -20,7 +20,6 @@ Usage::
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -29,8 +28,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import reference  # noqa: E402
-
-import scipy.linalg.cython_blas  # noqa: E402, F401  (SciPy's BLAS loaded before lenum's engine)
+from bench_cpu import measure  # noqa: E402  (also loads SciPy's BLAS before lenum's engine)
 
 import lenum  # noqa: E402
 from lenum import cpu  # noqa: E402
@@ -56,30 +54,20 @@ def _spectrum(net, x, dtype, way):
             setattr(cpu, name, value)
 
 
-def measure(cell, N, dtype, B, target, repeats, rng):
-    """Sequence-steps per second of both ways (best of ``repeats``, taking turns)."""
-    net = lenum.Network.from_state_dict(cell, reference.random_weights(cell, N, INPUT_SIZE))
-    x = rng.standard_normal((B, 4, INPUT_SIZE))
-    per_step, out = {}, {}
-    for way in WAYS:
-        _spectrum(net, x[:, :1], dtype, way)  # compile, or load from the cache
-        t = time.perf_counter()
-        out[way] = _spectrum(net, x, dtype, way)
-        per_step[way] = (time.perf_counter() - t) / x.shape[1]
-    err = float(np.max(np.abs(out["held"] - out["formed"])))
-    tol = 1e-10 if dtype == "float64" else 5e-2  # float32: as bench_cpu.py's tolerance
-    if not err <= tol:
-        raise AssertionError(f"{cell} N={N} {dtype}: the two ways differ by {err:.3g}")
-    T = int(min(20000, max(2, round(target / max(min(per_step.values()), 1e-9)))))
-    x = rng.standard_normal((B, T, INPUT_SIZE))
-    best = dict.fromkeys(WAYS, np.inf)
-    ways = list(WAYS)
-    for r in range(repeats):
-        for way in ways[r % 2:] + ways[:r % 2]:
-            t = time.perf_counter()
-            _spectrum(net, x, dtype, way)
-            best[way] = min(best[way], time.perf_counter() - t)
-    return {way: B * T / best[way] for way in WAYS}, net.state_size, T, err
+class Case:
+    """One cell, size and dtype, run either way (``bench_cpu.measure``'s methods)."""
+
+    def __init__(self, cell, N, dtype, B, rng):
+        self.cell, self.N, self.dtype, self.B, self.rng = cell, N, dtype, B, rng
+        self.net = lenum.Network.from_state_dict(
+            cell, reference.random_weights(cell, N, INPUT_SIZE))
+        self.k = self.net.state_size
+
+    def inputs(self, T):
+        return self.rng.standard_normal((self.B, T, INPUT_SIZE))
+
+    def run(self, way, x):
+        return _spectrum(self.net, x, self.dtype, way)
 
 
 def main(argv=None):
@@ -105,17 +93,24 @@ def main(argv=None):
         return []
     print(f"threads {threads}, B = {B}, k = n, HELD_BESIDE_MAX_ROWS = "
           f"{cpu.HELD_BESIDE_MAX_ROWS}, HELD_MANY_THREADS = {cpu.HELD_MANY_THREADS}")
-    print("| cell | N | n | dtype | T | held /s | formed /s | held / formed | max diff |")
+    print("| cell | N | n | dtype | T (held) | held /s | formed /s | held / formed | max diff |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for dt in a.dtype.split(","):
         for cell in a.cells.split(","):
             for N in (int(s) for s in a.sizes.split(",")):
-                rates, n, T, err = measure(cell, N, dt, B, a.target, a.repeats, rng)
-                rows.append((cell, N, n, dt, rates))
-                print(f"| {cell} | {N} | {n} | {dt} | {T} | {rates['held']:.0f} | "
-                      f"{rates['formed']:.0f} | {rates['held'] / rates['formed']:.2f} | "
-                      f"{err:.1e} |", flush=True)
+                case = Case(cell, N, dt, B, rng)
+                for way in WAYS:  # compile both, or load them: the check run is timed
+                    case.run(way, case.inputs(1))
+                # float32: the tolerance of bench_cpu.py
+                rates, steps, errors = measure(case, list(WAYS), a.target, a.repeats,
+                                               check_steps=4,
+                                               tol=1e-10 if dt == "float64" else 5e-2)
+                rows.append((cell, N, case.k, dt, rates))
+                print(f"| {cell} | {N} | {case.k} | {dt} | {steps['held']} | "
+                      f"{rates['held']:.0f} | {rates['formed']:.0f} | "
+                      f"{rates['held'] / rates['formed']:.2f} | {errors['formed']:.1e} |",
+                      flush=True)
     return rows
 
 
