@@ -924,13 +924,15 @@ def _transpose8(typingctx, S, i0, i1, i2, D, j0, j1, j2):
 
 
 @jit
-def _wy_panel(A, p0, tau, V, G, D, gram, backwards):
-    # the one compiled function of the compact-WY path, its parts inlined: numba
-    # compiles every compiled callee again into each caller's machine code, and as
-    # three functions, called with literal flags (a compile per literal), the path
-    # added 8 s to the cold compile of lanes_qr and 10 s to a GRU spectrum's
+def _wy_panel(A, p0, tau, V, G, D, gram, backwards, X, c0, nc):
+    # the PANEL reflectors of A from p0 applied to lane-columns c0 .. c0 + nc - 1 of X
+    # (A itself in the QR, the columns after the panel).  The one compiled function of
+    # the compact-WY path, its parts inlined: numba compiles every compiled callee
+    # again into each caller's machine code, and as three functions, called with
+    # literal flags (a compile per literal), the path added 8 s to the cold compile of
+    # lanes_qr and 10 s to a GRU spectrum's
     _load_panel(A, p0, V, G, D, gram)
-    _apply_panel(A, p0, p0 + PANEL, A.shape[0] - p0 - PANEL, tau, V, G, D, backwards)
+    _apply_panel(X, p0, c0, nc, tau, V, G, D, backwards)
 
 
 @jit(inline="always")
@@ -992,6 +994,104 @@ def _scaled_norm(A, i, ln):
 
 
 @jit
+def _qr_parts(A, logs, tau, ss, wy, signs, factor, form):
+    """:func:`lanes_qr` (``factor`` and ``form``; ``signs`` is ``tau``),
+    :func:`lanes_factor` (``factor``) or :func:`form_held` (``form``).
+
+    One compiled function, its parts written out rather than inlined helpers: a
+    kernel links the QR's code once whether it holds bases or forms them, and numba's
+    inlining of the parts cost 1.7 s of cold compile."""
+    k, n = A.shape[0], A.shape[1]
+    V, D, Gs, G = wy
+    use_wy = _wy_pays(n, k)
+    if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
+            or signs.shape != (k, LANES) or ss.shape != (2, LANES) or k > n
+            or G.shape != (PANEL, PANEL, LANES)
+            or (use_wy and (V.shape != (n, PANEL, LANES) or D.shape != (PANEL, k, LANES)
+                            or Gs.shape[0] != k // PANEL))):
+        # the vector code reads LANES values per row: a wrong shape would read past
+        # the arrays, so it is refused here (a caller's bug, not a user's input)
+        raise ValueError("lanes_qr: arrays must be shaped as make_lanes(n, k) makes them")
+    # flags as values, not literals: numba compiles a callee once per literal
+    no, yes = np.bool_(False), np.bool_(True)
+    bad = ss[1]
+    if factor:
+        # Householder QR in place, LAPACK's geqrf layout: reflector i in lane-column i
+        # below the diagonal (its scale on the diagonal), tau, R's diagonal in logs as
+        # values; the panels' Gram matrices kept in Gs where they are applied as blocks
+        for ln in range(LANES):
+            bad[ln] = 0.0
+        for p0 in range(0, k, PANEL):
+            p1 = min(p0 + PANEL, k)
+            for i in range(p0, p1):
+                _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
+                for ln in range(LANES):
+                    # float32 squares would underflow at 1e-23
+                    alpha = np.float64(A[i, i, ln])
+                    below = ss[0, ln]
+                    s = below + alpha * alpha
+                    if _TINY <= s <= _HUGE:
+                        norm = np.sqrt(s)
+                    else:
+                        norm, below = _scaled_norm(A, i, ln)
+                        if not np.isfinite(norm):
+                            bad[ln] = 1.0
+                            below = 0.0
+                    if below == 0.0:
+                        # nothing below the diagonal: the identity reflector, R_ii = alpha
+                        tau[i, ln] = 0.0
+                        logs[i, ln] = alpha
+                        A[i, i, ln] = 0.0  # the reflector's scale, applied below
+                        continue
+                    beta = -norm if alpha >= 0 else norm
+                    tau[i, ln] = (beta - alpha) / beta
+                    logs[i, ln] = beta
+                    A[i, i, ln] = 1.0 / (alpha - beta)
+                _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, A, (i * n + i) * LANES,
+                             1.0)
+                # within the panel, column by column
+                _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
+            # the panel's reflectors on the columns after it, each column once
+            if _as_block(use_wy, p0, p1, k):
+                _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, yes, no, A, p1, k - p1)
+            else:
+                _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
+    if form:
+        # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r), panel
+        # by panel: the panel's reflectors go to the columns after it before the
+        # panel's own columns, which hold them, are overwritten
+        for p1 in range(k, 0, -PANEL):
+            p0 = max(p1 - PANEL, 0)
+            if _as_block(use_wy, p0, p1, k):
+                # these are the factorisation's panels, Gram matrices and all, when
+                # PANEL divides k
+                g = Gs[p0 // PANEL] if k % PANEL == 0 else G
+                _wy_panel(A, p0, tau, V, g, D, k % PANEL != 0, yes, A, p1, k - p1)
+            else:
+                _reflect_block(A, p1 - 1, -1, p1 - p0, p1, k - p1, tau)
+            for i in range(p1 - 1, p0 - 1, -1):
+                _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
+                _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, tau, i * LANES, -1.0)
+                for ln in range(LANES):
+                    A[i, i, ln] = 1.0 - tau[i, ln]
+                for r in range(i):
+                    for ln in range(LANES):
+                        A[i, r, ln] = 0.0
+    if factor:
+        # R's diagonal -> its signs, and log|R_ii| (NaN throughout a lane that held a
+        # NaN or Inf); into tau when Q is formed, which has spent it
+        for i in range(k):
+            for ln in range(LANES):
+                d = logs[i, ln]
+                signs[i, ln] = -1.0 if d < 0 else 1.0
+                logs[i, ln] = np.nan if bad[ln] != 0.0 else np.log(abs(d))
+    if form:
+        # column i times the sign of R_ii: diag(R) >= 0, which makes Q unique
+        for i in range(k):
+            _scale_lanes(A, i * n * LANES, n, signs, i * LANES, 1.0)
+
+
+@jit(inline="always")
 def lanes_qr(A, logs, tau, ss, wy):
     """QR of LANES interleaved blocks: ``A`` (k, n, LANES) in, their Q factors out.
 
@@ -1006,82 +1106,82 @@ def lanes_qr(A, logs, tau, ss, wy):
     tau, ss, wy : ndarray (k, LANES) of A's dtype, ndarray (2, LANES) float64, tuple
         Workspace (:func:`make_lanes`).
     """
-    k, n = A.shape[0], A.shape[1]
-    V, D, Gs, G = wy
-    use_wy = _wy_pays(n, k)
-    if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
-            or ss.shape != (2, LANES) or k > n
+    _qr_parts(A, logs, tau, ss, wy, tau, np.bool_(True), np.bool_(True))
+
+
+@jit(inline="always")
+def lanes_factor(A, logs, signs, tau, ss, wy):
+    """:func:`lanes_qr` without forming Q: the bases stay held as reflectors in ``A``
+    (with ``tau`` and ``wy``'s Gram matrices), for :func:`apply_held` and
+    :func:`form_held`; ``signs`` (k, LANES) receives the signs of R's diagonal."""
+    _qr_parts(A, logs, tau, ss, wy, signs, np.bool_(True), np.bool_(False))
+
+
+@jit(inline="always")
+def form_held(A, logs, signs, tau, ss, wy):
+    """The Q factors, diag(R) >= 0, of the reflectors :func:`lanes_factor` left in ``A``
+    (with ``signs``, ``tau`` and ``wy``), in place: what :func:`lanes_qr` would have
+    returned.  ``logs`` and ``ss`` are not touched."""
+    _qr_parts(A, logs, tau, ss, wy, signs, np.bool_(False), np.bool_(True))
+
+
+@jit(inline="always")
+def apply_held(H, tau, Gs, X, V, D, G):
+    """``X <- Q^T X`` for the Q factors held in ``H`` by :func:`lanes_factor` (n x n
+    blocks), lane by lane, ``X`` (n, n, LANES) in the same layout.
+
+    For a product ``M Q`` hold ``M^T`` in ``X``, that is ``M``'s rows as its
+    lane-columns (:func:`transpose_lanes` turns the result back).  Panels are applied
+    as blocks, with the factorisation's Gram matrices ``Gs`` where it made them, else
+    with ``G`` computed here; ``V`` (n, PANEL, LANES), ``D`` (PANEL, n, LANES) and
+    ``G`` (PANEL, PANEL, LANES) are scratch.  A last partial panel (fewer than PANEL
+    reflectors, on as many rows) goes one reflector at a time.
+    """
+    k, n = H.shape[0], H.shape[1]
+    if (k != n or H.shape[2] != LANES or X.shape != H.shape or tau.shape != (k, LANES)
+            or V.shape != (n, PANEL, LANES) or D.shape != (PANEL, n, LANES)
             or G.shape != (PANEL, PANEL, LANES)
-            or (use_wy and (V.shape != (n, PANEL, LANES) or D.shape != (PANEL, k, LANES)
-                            or Gs.shape[0] != k // PANEL))):
-        # the vector code reads LANES values per row: a wrong shape would read past
-        # the arrays, so it is refused here (a caller's bug, not a user's input)
-        raise ValueError("lanes_qr: arrays must be shaped as make_lanes(n, k) makes them")
-    bad = ss[1]
-    for ln in range(LANES):
-        bad[ln] = 0.0
-    # flags as values, not literals: numba compiles a callee once per literal
+            or (_wy_pays(n, k) and Gs.shape[0] != k // PANEL)):
+        raise ValueError("apply_held: shapes do not match")
+    use_wy = _wy_pays(n, k)
     no, yes = np.bool_(False), np.bool_(True)
-    for p0 in range(0, k, PANEL):
-        p1 = min(p0 + PANEL, k)
-        for i in range(p0, p1):
-            _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
-            for ln in range(LANES):
-                alpha = np.float64(A[i, i, ln])  # float32 squares would underflow at 1e-23
-                below = ss[0, ln]
-                s = below + alpha * alpha
-                if _TINY <= s <= _HUGE:
-                    norm = np.sqrt(s)
-                else:
-                    norm, below = _scaled_norm(A, i, ln)
-                    if not np.isfinite(norm):
-                        bad[ln] = 1.0
-                        below = 0.0
-                if below == 0.0:
-                    # nothing below the diagonal: the identity reflector and R_ii = alpha
-                    tau[i, ln] = 0.0
-                    logs[i, ln] = alpha
-                    A[i, i, ln] = 0.0  # the reflector's scale, applied below
-                    continue
-                beta = -norm if alpha >= 0 else norm
-                tau[i, ln] = (beta - alpha) / beta
-                logs[i, ln] = beta
-                A[i, i, ln] = 1.0 / (alpha - beta)
-            _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, A, (i * n + i) * LANES, 1.0)
-            # within the panel, column by column
-            _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
-        # the panel's reflectors on the columns after it, each column once
-        if _as_block(use_wy, p0, p1, k):
-            _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, yes, no)
+    zero = np.intp(0)  # not a literal 0: _wy_panel would compile once more for it
+    full = k - k % PANEL
+    for p0 in range(0, full, PANEL):
+        if _as_block(use_wy, p0, p0 + PANEL, k):
+            _wy_panel(H, p0, tau, V, Gs[p0 // PANEL], D, no, no, X, zero, n)
         else:
-            _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
-    # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r), panel by
-    # panel: the panel's reflectors go to the columns after it before the panel's own
-    # columns, which hold them, are overwritten
-    for p1 in range(k, 0, -PANEL):
-        p0 = max(p1 - PANEL, 0)
-        if _as_block(use_wy, p0, p1, k):
-            # these are the factorisation's panels, Gram matrices and all, when PANEL
-            # divides k
-            g = Gs[p0 // PANEL] if k % PANEL == 0 else G
-            _wy_panel(A, p0, tau, V, g, D, k % PANEL != 0, yes)
-        else:
-            _reflect_block(A, p1 - 1, -1, p1 - p0, p1, k - p1, tau)
-        for i in range(p1 - 1, p0 - 1, -1):
-            _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
-            _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, tau, i * LANES, -1.0)
+            _wy_panel(H, p0, tau, V, G, D, yes, no, X, zero, n)
+    s = np.empty(LANES, dtype=X.dtype)
+    for i in range(full, k):
+        # reflector i is (1, H[i, i + 1:]) on rows i..: X <- (I - tau v v^T) X
+        for c in range(n):
             for ln in range(LANES):
-                A[i, i, ln] = 1.0 - tau[i, ln]
-            for r in range(i):
+                s[ln] = X[c, i, ln]
+            for r in range(i + 1, n):
                 for ln in range(LANES):
-                    A[i, r, ln] = 0.0
-    for i in range(k):
-        # tau is spent: it carries the signs of R's diagonal
-        for ln in range(LANES):
-            d = logs[i, ln]
-            tau[i, ln] = -1.0 if d < 0 else 1.0
-            logs[i, ln] = np.nan if bad[ln] != 0.0 else np.log(abs(d))
-        _scale_lanes(A, i * n * LANES, n, tau, i * LANES, 1.0)
+                    s[ln] += H[i, r, ln] * X[c, r, ln]
+            for ln in range(LANES):
+                s[ln] *= tau[i, ln]
+                X[c, i, ln] -= s[ln]
+            for r in range(i + 1, n):
+                for ln in range(LANES):
+                    X[c, r, ln] -= s[ln] * H[i, r, ln]
+
+
+@jit
+def transpose_lanes(X, Y):
+    """``Y[c, r, l] = X[r, c, l]``: each lane's n x n block transposed, in tiles of 8 x 8
+    lane-vectors so that both sides stay in cache."""
+    n = X.shape[0]
+    if X.shape != (n, n, LANES) or Y.shape != X.shape:
+        raise ValueError("transpose_lanes: shapes do not match")
+    for c0 in range(0, n, 8):
+        for r0 in range(0, n, 8):
+            for c in range(c0, min(c0 + 8, n)):
+                for r in range(r0, min(r0 + 8, n)):
+                    for ln in range(LANES):
+                        Y[c, r, ln] = X[r, c, ln]
 
 
 @jit(inline="always")

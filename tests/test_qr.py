@@ -394,6 +394,62 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
     np.testing.assert_array_equal(got[:c0], A[:c0])
 
 
+def _held_workspace(n, dtype):
+    P, L = lanes.PANEL, lanes.LANES
+    return (np.empty((n, P, L), dtype=dtype), np.empty((P, n, L), dtype=dtype),
+            np.empty((P, P, L), dtype=dtype))
+
+
+# below and above WY_MIN_ROWS (panels as blocks with kept Gram matrices), with and
+# without a last partial panel, and under one panel
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [5, 13, 64, 100, 104])
+def test_held_lanes_factor_form_and_apply(dtype, n):
+    """lanes_factor + form_held is lanes_qr, split (the same logs and Q, bit for bit);
+    apply_held multiplies by the Q held as reflectors, Q^T X, against NumPy's QR in
+    float64 (held Q = formed Q times the signs of R's diagonal); transpose_lanes turns
+    each lane's block."""
+    rng = np.random.default_rng(n)
+    L = lanes.LANES
+    Z = rng.standard_normal((L, n, n)).astype(dtype)
+    M = rng.standard_normal((L, n, n)).astype(dtype)
+    A, lg, tau, ss, wy = lanes.make_lanes(n, n, Z)
+    lanes.gather(Z, L, A)
+    H = A.copy()
+    lanes.lanes_qr(A, lg, tau, ss, wy)
+    _, lg2, tau2, ss2, wy2 = lanes.make_lanes(n, n, Z)
+    signs = np.empty((n, L), dtype=dtype)
+    lanes.lanes_factor(H, lg2, signs, tau2, ss2, wy2)
+    np.testing.assert_array_equal(lg2, lg)
+    X = np.ascontiguousarray(M.transpose(1, 2, 0))  # X[c, r, l] = M[l][c, r]: M^T
+    lanes.apply_held(H, tau2, wy2[2], X, *_held_workspace(n, dtype))
+    Y = np.empty_like(X)
+    lanes.transpose_lanes(X, Y)  # Y[c, r, l] = (M Q)[l][r, c]
+    F = H.copy()
+    lanes.form_held(F, lg2, signs, tau2, ss2, wy2)
+    np.testing.assert_array_equal(F, A)
+    for ln in range(L):
+        Qr, lr = lapack_reference(Z[ln])
+        np.testing.assert_allclose(lg[:, ln], lr, rtol=0, atol=EPS[dtype] * n)
+        assert set(np.unique(signs[:, ln])) <= {-1.0, 1.0}
+        want = (M[ln].astype(np.float64) @ Qr) * signs[:, ln]
+        np.testing.assert_allclose(Y[:, :, ln].T, want, rtol=0, atol=EPS[dtype] * n * 10)
+
+
+def test_held_lanes_refuse_wrong_shapes():
+    n, L = 10, lanes.LANES
+    A, lg, tau, ss, wy = lanes.make_lanes(n, n, np.empty(0))
+    V, D, G = _held_workspace(n, np.float64)
+    with pytest.raises(ValueError, match="apply_held"):
+        lanes.apply_held(A, tau, wy[2], np.zeros((n, n + 1, L)), V, D, G)
+    with pytest.raises(ValueError, match="apply_held"):
+        lanes.apply_held(A, tau, wy[2], np.zeros((n, n, L)), V[:4], D, G)
+    with pytest.raises(ValueError, match="transpose_lanes"):
+        lanes.transpose_lanes(np.zeros((n, n, L)), np.zeros((n, n + 1, L)))
+    with pytest.raises(ValueError, match="make_lanes"):
+        lanes.lanes_factor(A, lg[:3], np.zeros((n, L)), tau, ss, wy)
+
+
 def test_lanes_refuses_wrong_shapes():
     # the vector code would read past a wrongly shaped array: refused, not run
     A, logs, tau, ss, wy = lanes.make_lanes(6, 4, np.empty(0))
