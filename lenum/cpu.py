@@ -21,7 +21,8 @@ from .cells.stack import (FAMILY, GRU_RB, grouped, gru_rb_stack_step, gru_stack_
                           lstm_group_step, lstm_stack_step, make_group_workspace,
                           make_products, make_workspace, vanilla_group_step,
                           vanilla_stack_step)
-from .lanes import LANES, gather, lanes_qr, make_lanes, pays, scatter
+from .lanes import (LANES, PANEL, apply_held, form_held, gather, lanes_factor, lanes_qr,
+                    make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
 
@@ -226,6 +227,97 @@ def _advance_lstm_groups(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
 
 # by FAMILY; the GRUs have no group step (cells.stack.grouped)
 _GROUP_KERNELS = (_advance_vanilla_groups, _advance_lstm_groups)
+
+
+# groups hold their bases from this many rows (below, the shared product W Q is the
+# cheaper: held / formed 0.81-0.99 at n = 16-40, 1.00-1.03 at 48)
+HELD_GROUP_MIN_ROWS = 48
+
+
+def groups_held(code, L, n, k, qr_every):
+    """Whether a group of vanilla sequences keeps its bases as the reflectors of its
+    last interleaved QR (:func:`_advance_vanilla_groups_held`) rather than forming
+    them: one layer (whose Jacobian is D W), k = n, a QR every step.
+
+    Holding costs 3.3 n^3 flops a step (the QR 4/3 n^3, the reflectors applied to
+    D W 2 n^3) against 4.7 n^3 (the QR and its Q 8/3 n^3, the shared product W Q
+    2 n^3), but the reflectors run at the interleaved QR's rate, half the shared
+    product's.  Whole spectra on 2 cores, A/B against forming Q
+    (benchmarks/RESULTS.md): 1.06-1.16x at n = 64 and 1.03-1.23x in float32, within
+    the noise (0.96-1.10x) in float64 from n = 128; below 48 rows slower (0.81-0.99x).
+    """
+    return (FAMILY[code] == 0 and L == 1 and k == n and qr_every == 1
+            and n >= HELD_GROUP_MIN_ROWS)
+
+
+@jit(inline="always")
+def _scaled_rows(W, Dl, XT):
+    # XT[c, r, l] = Dl[c, l] W[c, r]: the rows of D W as lane-columns, (D W)^T in the
+    # lanes layout, for apply_held
+    n = W.shape[0]
+    for c in range(n):
+        for r in range(n):
+            w = W[c, r]
+            for ln in range(LANES):
+                XT[c, r, ln] = Dl[c, ln] * w
+
+
+@jit(inline="always")
+def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
+                       t0, T, warmup, keep_local, QA, lanes, gw, hw):
+    """:func:`_group_window` for one vanilla layer with its bases held as reflectors
+    (:func:`groups_held`): the window's first step multiplies by the basis given, the
+    others apply the last QR's reflectors to D W, J_t Q = (Q^T (D W)^T)^T; the basis
+    the next window starts from is formed at the end."""
+    A, llogs, tau, ss, wy = lanes
+    XA, HA, HN, P, GA, D = gw
+    XT, signs, V, DS, G, none = hw
+    if X.shape[1] == 0:
+        return
+    gather(Q[b0:b0 + m], m, QA)
+    _lanes_of(S, b0, m, 0, HA[0])
+    for t in range(X.shape[1]):
+        _lanes_of(X[:, t], b0, m, 0, XA[0])
+        if t == 0:
+            vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, A, GA,
+                               D)
+        else:
+            # states and slopes only (no basis columns to multiply)
+            vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, none,
+                               none, GA, D)
+            _scaled_rows(w_hh[0], D[0, 0], XT)
+            apply_held(A, tau, wy[2], XT, V, DS, G)
+            transpose_lanes(XT, A)
+        lanes_factor(A, llogs, signs, tau, ss, wy)
+        _, counted, block, length = counting(t0 + t + 1, T, warmup, 1)
+        if counted:
+            _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+        HA, HN = HN, HA
+    form_held(A, llogs, signs, tau, ss, wy)
+    scatter(A, m, Q, b0)
+    for ln in range(m):
+        for r in range(S.shape[1]):
+            S[b0 + ln, r] = HA[0, r, ln]
+
+
+@jit
+def _advance_vanilla_groups_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh,
+                                 t0, T, warmup, qr_every, keep_local):
+    B, n, k = Q.shape
+    lanes = make_lanes(n, k, X)
+    QA = np.empty((k, n, LANES), dtype=X.dtype)
+    gw = make_group_workspace(code, w_ih0, w_hh, k, X)
+    dt = X.dtype
+    hw = (np.empty((n, n, LANES), dtype=dt), np.empty((n, LANES), dtype=dt),
+          np.empty((n, PANEL, LANES), dtype=dt), np.empty((PANEL, n, LANES), dtype=dt),
+          np.empty((PANEL, PANEL, LANES), dtype=dt), np.empty((0, n, LANES), dtype=dt))
+    for b0 in range(0, B, LANES):
+        _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0,
+                           min(LANES, B - b0), logsum, local, t0, T, warmup, keep_local, QA,
+                           lanes, gw, hw)
+
+
+_GROUP_HELD_KERNELS = (_advance_vanilla_groups_held,)  # by FAMILY: vanilla only
 
 
 @jit(inline="always")
@@ -491,6 +583,8 @@ def _advance_slice(threads, X, S, Q, logsum, local, code, *shared):
     B, n, k = Q.shape
     if _in_groups(code, shared[2].shape[2], n, k, B):
         kernels = _GROUP_KERNELS
+        if groups_held(code, shared[2].shape[0], n, k, shared[8]):
+            kernels = _GROUP_HELD_KERNELS
     elif held_basis(B, n, k, shared[8], threads):
         # one argument more: whether other threads run beside this one
         kernels, shared = _HELD_KERNELS, shared + (threads > 1,)
@@ -508,8 +602,10 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     ``logsum`` (B, k) accumulates the counted log|R_ii|; ``local`` (B, S, k) receives
     the finite-time exponents when ``keep_local``.  Each thread's sequences go to the
     group kernel of their cell where it has one and they fill a group
-    (:func:`_in_groups`), else to the kernel that holds their bases as reflectors
-    where that applies (:func:`held_basis`), else to the per-sequence kernel.
+    (:func:`_in_groups`; for one vanilla layer at k = n, the one that holds the
+    group's bases as reflectors, :func:`groups_held`), else to the kernel that holds
+    their bases as reflectors where that applies (:func:`held_basis`), else to the
+    per-sequence kernel.
     """
     over_sequences(partial(_advance_slice, _threads(X.shape[0])), X.shape[0],
                    (X, S, Q, logsum, local),

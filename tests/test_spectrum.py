@@ -434,6 +434,54 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
         np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N", [52, 100])
+def test_groups_holding_their_bases_match_oracle(monkeypatch, N, threads):
+    """One vanilla layer, k = n, a QR every step, from HELD_GROUP_MIN_ROWS rows: the
+    groups keep their bases as the reflectors of the interleaved QR and apply them to
+    D W (lenum.cpu.groups_held).  B = 16, warm-up 4, T = 40 (several engine windows,
+    each starting from a formed basis and forming the next); n = 52 and 100 end in a
+    partial panel, 100 applies the others as compact-WY blocks.  Every sequence
+    matches its oracle run, the finite-time exponents too; the held kernel ran."""
+    from lenum import cpu
+
+    ran = []
+    kernels = cpu._GROUP_HELD_KERNELS
+
+    def spy(*args):
+        ran.append(args[2].shape[0])
+        return kernels[0](*args)
+
+    monkeypatch.setattr(cpu, "_GROUP_HELD_KERNELS", (spy,))
+    rng = np.random.default_rng(N)
+    B, T, warmup = 16, 40, 4
+    w, net, x, h0, c0 = _oracle_problem("rnn_tanh", rng, N, 2, 1, B, T)
+    q0 = naive.random_orthonormal(N, N, rng)
+    with _numba_threads(threads):
+        res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0, keep_local=True)
+    assert ran and sum(ran) % B == 0
+    s0 = naive.state_from_h0("rnn_tanh", h0, None)
+    for b in range(B):
+        _, jac = naive.trajectory("rnn_tanh", w, 1, x[b], s0[b])
+        exps, local = naive.lyapunov_spectrum(jac, q0, warmup, 1, return_local=True)
+        tol, tol_local = _oracle_tolerance(jac, q0, warmup, 1)
+        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
+
+
+def test_which_groups_hold_their_bases():
+    from lenum import cpu
+    from lenum.cells.stack import GRU, LSTM, RNN_RELU, RNN_TANH
+
+    n = cpu.HELD_GROUP_MIN_ROWS
+    assert cpu.groups_held(RNN_TANH, 1, n, n, 1) and cpu.groups_held(RNN_RELU, 1, 256, 256, 1)
+    assert not cpu.groups_held(RNN_TANH, 1, n - 1, n - 1, 1)  # the shared product wins
+    assert not cpu.groups_held(RNN_TANH, 2, n, n, 1)  # two layers: J is not D W
+    assert not cpu.groups_held(RNN_TANH, 1, n, n - 1, 1)  # k < n: no Q from the reflectors
+    assert not cpu.groups_held(RNN_TANH, 1, n, n, 2)  # no QR to hold between
+    assert not cpu.groups_held(LSTM, 1, n, n, 1) and not cpu.groups_held(GRU, 1, n, n, 1)
+
+
 def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
     """k = n = MAX_COLS = 256: a group of 8 takes the interleaved QR, a sequence alone
     LAPACK's, its basis kept as reflectors between steps (lenum.qr.factor_step; checked
