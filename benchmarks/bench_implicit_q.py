@@ -43,9 +43,10 @@ from lenum._jit import jit  # noqa: E402
 @jit
 def _lanes_step(W, QA, ZA, D, work, reps):
     # the vanilla group step's tangent and QR: ZA = D (W QA), then ZA <- Q(ZA)
+    _, logs, tau, ss, wy = work  # lanes_qr is inlined: numba takes no *args there
     for _ in range(reps):
         lanes.shared_product(W, QA, 0, ZA, 0, D, False, True)
-        lanes.lanes_qr(ZA, *work[1:])
+        lanes.lanes_qr(ZA, logs, tau, ss, wy)
 
 
 def _cpu_time(f, reps):
