@@ -243,7 +243,7 @@ def groups_held(code, L, n, k, qr_every):
     D W 2 n^3) against 4.7 n^3 (the QR and its Q 8/3 n^3, the shared product W Q
     2 n^3), but the reflectors run at the interleaved QR's rate, half the shared
     product's.  Whole spectra on 2 cores, A/B against forming Q
-    (benchmarks/RESULTS.md): 1.06-1.16x at n = 64 and 1.03-1.23x in float32, within
+    (benchmarks/RESULTS.md): 1.06-1.16x at n = 64 and 1.02-1.23x in float32, within
     the noise (0.96-1.10x) in float64 from n = 128; below 48 rows slower (0.81-0.99x).
     """
     return (FAMILY[code] == 0 and L == 1 and k == n and qr_every == 1
