@@ -21,7 +21,7 @@ from .cells.stack import (FAMILY, GRU_RB, grouped, gru_rb_stack_step, gru_stack_
                           lstm_group_step, lstm_stack_step, make_group_workspace,
                           make_products, make_workspace, vanilla_group_step,
                           vanilla_stack_step)
-from .lanes import (LANES, PANEL, apply_held, form_held, gather, lanes_factor, lanes_qr,
+from .lanes import (LANES, apply_held, form_held, gather, lanes_factor, lanes_qr, make_held,
                     make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
@@ -168,6 +168,14 @@ def _lanes_of(V, b0, m, r0, D):
 
 
 @jit(inline="always")
+def _states_of(D, b0, m, V):
+    """``V[b0 + ln, r] = D[r, ln]`` for the ``m`` real lanes: :func:`_lanes_of` undone."""
+    for ln in range(m):
+        for r in range(V.shape[1]):
+            V[b0 + ln, r] = D[r, ln]
+
+
+@jit(inline="always")
 def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
                   t0, T, warmup, qr_every, keep_local, QA, lanes, gw):
     """The window for the sequences ``b0 .. b0 + m - 1``, their states and bases
@@ -190,9 +198,7 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
         QA, ZA = ZA, QA
         HA, HN = HN, HA
     scatter(QA, m, Q, b0)
-    for ln in range(m):
-        for r in range(S.shape[1]):
-            S[b0 + ln, r] = HA[0, r, ln]
+    _states_of(HA[0], b0, m, S)
 
 
 @jit(inline="always")
@@ -264,14 +270,15 @@ def _scaled_rows(W, Dl, XT):
 
 @jit(inline="always")
 def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
-                       t0, T, warmup, keep_local, QA, lanes, gw, hw):
+                       t0, T, warmup, keep_local, QA, none, lanes, gw, hw):
     """:func:`_group_window` for one vanilla layer with its bases held as reflectors
     (:func:`groups_held`): the window's first step multiplies by the basis given, the
     others apply the last QR's reflectors to D W, J_t Q = (Q^T (D W)^T)^T; the basis
-    the next window starts from is formed at the end."""
+    the next window starts from is formed at the end.  ``none`` (0, n, LANES): no
+    basis columns, for the group step's states and slopes alone."""
     A, llogs, tau, ss, wy = lanes
     XA, HA, HN, P, GA, D = gw
-    XT, signs, V, DS, G, none = hw
+    XT, signs, V, DS, G = hw
     if X.shape[1] == 0:
         return
     gather(Q[b0:b0 + m], m, QA)
@@ -282,7 +289,6 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
             vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, A, GA,
                                D)
         else:
-            # states and slopes only (no basis columns to multiply)
             vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, none,
                                none, GA, D)
             _scaled_rows(w_hh[0], D[0, 0], XT)
@@ -295,9 +301,7 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
         HA, HN = HN, HA
     form_held(A, llogs, signs, tau, ss, wy)
     scatter(A, m, Q, b0)
-    for ln in range(m):
-        for r in range(S.shape[1]):
-            S[b0 + ln, r] = HA[0, r, ln]
+    _states_of(HA[0], b0, m, S)
 
 
 @jit
@@ -307,14 +311,12 @@ def _advance_vanilla_groups_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_h
     lanes = make_lanes(n, k, X)
     QA = np.empty((k, n, LANES), dtype=X.dtype)
     gw = make_group_workspace(code, w_ih0, w_hh, k, X)
-    dt = X.dtype
-    hw = (np.empty((n, n, LANES), dtype=dt), np.empty((n, LANES), dtype=dt),
-          np.empty((n, PANEL, LANES), dtype=dt), np.empty((PANEL, n, LANES), dtype=dt),
-          np.empty((PANEL, PANEL, LANES), dtype=dt), np.empty((0, n, LANES), dtype=dt))
+    none = np.empty((0, n, LANES), dtype=X.dtype)
+    hw = make_held(n, X)
     for b0 in range(0, B, LANES):
         _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0,
                            min(LANES, B - b0), logsum, local, t0, T, warmup, keep_local, QA,
-                           lanes, gw, hw)
+                           none, lanes, gw, hw)
 
 
 _GROUP_HELD_KERNELS = (_advance_vanilla_groups_held,)  # by FAMILY: vanilla only

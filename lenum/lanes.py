@@ -957,6 +957,18 @@ def make_lanes(n, k, dtype_like):
 
 
 @jit(inline="always")
+def make_held(n, dtype_like):
+    """Workspace of a group that holds n x n bases as reflectors: ``(XT, signs, V, D,
+    G)``, the block :func:`apply_held` works on (n, n, LANES), the signs of R's
+    diagonal for :func:`lanes_factor` and :func:`form_held` (n, LANES), and
+    :func:`apply_held`'s scratch ``V``, ``D``, ``G``."""
+    dt = dtype_like.dtype
+    return (np.empty((n, n, LANES), dtype=dt), np.empty((n, LANES), dtype=dt),
+            np.empty((n, PANEL, LANES), dtype=dt), np.empty((PANEL, n, LANES), dtype=dt),
+            np.empty((PANEL, PANEL, LANES), dtype=dt))
+
+
+@jit(inline="always")
 def _wy_pays(n, k):
     return n >= WY_MIN_ROWS and k - PANEL >= WY_MIN_COLS
 
@@ -1134,16 +1146,15 @@ def apply_held(H, tau, Gs, X, V, D, G):
     lane-columns (:func:`transpose_lanes` turns the result back).  Panels are applied
     as blocks, with the factorisation's Gram matrices ``Gs`` where it made them, else
     with ``G`` computed here; ``V`` (n, PANEL, LANES), ``D`` (PANEL, n, LANES) and
-    ``G`` (PANEL, PANEL, LANES) are scratch.  A last partial panel (fewer than PANEL
-    reflectors, on as many rows) goes one reflector at a time.
+    ``G`` (PANEL, PANEL, LANES) are scratch (:func:`make_held`).  A last partial panel
+    (fewer than PANEL reflectors, on as many rows) goes one reflector at a time.
     """
     k, n = H.shape[0], H.shape[1]
+    use_wy = _wy_pays(n, k)
     if (k != n or H.shape[2] != LANES or X.shape != H.shape or tau.shape != (k, LANES)
             or V.shape != (n, PANEL, LANES) or D.shape != (PANEL, n, LANES)
-            or G.shape != (PANEL, PANEL, LANES)
-            or (_wy_pays(n, k) and Gs.shape[0] != k // PANEL)):
+            or G.shape != (PANEL, PANEL, LANES) or (use_wy and Gs.shape[0] != k // PANEL)):
         raise ValueError("apply_held: shapes do not match")
-    use_wy = _wy_pays(n, k)
     no, yes = np.bool_(False), np.bool_(True)
     zero = np.intp(0)  # not a literal 0: _wy_panel would compile once more for it
     full = k - k % PANEL

@@ -394,12 +394,6 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
     np.testing.assert_array_equal(got[:c0], A[:c0])
 
 
-def _held_workspace(n, dtype):
-    P, L = lanes.PANEL, lanes.LANES
-    return (np.empty((n, P, L), dtype=dtype), np.empty((P, n, L), dtype=dtype),
-            np.empty((P, P, L), dtype=dtype))
-
-
 # below and above WY_MIN_ROWS (panels as blocks with kept Gram matrices), with and
 # without a last partial panel, and under one panel
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -418,11 +412,11 @@ def test_held_lanes_factor_form_and_apply(dtype, n):
     H = A.copy()
     lanes.lanes_qr(A, lg, tau, ss, wy)
     _, lg2, tau2, ss2, wy2 = lanes.make_lanes(n, n, Z)
-    signs = np.empty((n, L), dtype=dtype)
+    _, signs, V, D, G = lanes.make_held(n, Z)
     lanes.lanes_factor(H, lg2, signs, tau2, ss2, wy2)
     np.testing.assert_array_equal(lg2, lg)
     X = np.ascontiguousarray(M.transpose(1, 2, 0))  # X[c, r, l] = M[l][c, r]: M^T
-    lanes.apply_held(H, tau2, wy2[2], X, *_held_workspace(n, dtype))
+    lanes.apply_held(H, tau2, wy2[2], X, V, D, G)
     Y = np.empty_like(X)
     lanes.transpose_lanes(X, Y)  # Y[c, r, l] = (M Q)[l][r, c]
     F = H.copy()
@@ -439,7 +433,7 @@ def test_held_lanes_factor_form_and_apply(dtype, n):
 def test_held_lanes_refuse_wrong_shapes():
     n, L = 10, lanes.LANES
     A, lg, tau, ss, wy = lanes.make_lanes(n, n, np.empty(0))
-    V, D, G = _held_workspace(n, np.float64)
+    V, D, G = lanes.make_held(n, np.empty(0))[2:]
     with pytest.raises(ValueError, match="apply_held"):
         lanes.apply_held(A, tau, wy[2], np.zeros((n, n + 1, L)), V, D, G)
     with pytest.raises(ValueError, match="apply_held"):
