@@ -438,6 +438,101 @@ _INTERLEAVED_KERNELS = (_advance_vanilla_interleaved, _advance_lstm_interleaved,
                         _advance_gru_interleaved, _advance_gru_rb_interleaved)
 
 
+# groups of GRU sequences hold their bases from this many rows (see sequences_held)
+HELD_SEQUENCES_MIN_ROWS = 48
+
+
+def sequences_held(code, n, k, qr_every):
+    """Whether an interleaved group of GRU sequences (either reset order) keeps its
+    bases as the reflectors of its last QR (:func:`_advance_gru_interleaved_held`)
+    rather than forming them: k = n, a QR every step, from HELD_SEQUENCES_MIN_ROWS rows.
+
+    The stack step then writes J_t itself, and the reflectors are applied to J_t^T
+    (:func:`lenum.lanes.apply_held`, 2 n^3 flops at the interleaved QR's rate) in place
+    of forming Q (4/3 n^3) and the product J_t Q (2 n^3 through the BLAS).  The
+    vanilla and LSTM cells keep Q: their tangent products cost less than a dense
+    J_t Q (the vanilla cell's W Q shared by a group or D (W Q); the LSTM's Jacobian is
+    half diagonal), so the reflectors would cost more than they save.  Whole GRU
+    spectra 1.03-1.15x faster from 48 rows in both dtypes; under 40 forming Q wins
+    (0.76-0.98 at 24-32 rows; benchmarks/RESULTS.md, "GRU groups holding their bases").
+    """
+    return FAMILY[code] >= 2 and k == n and qr_every == 1 and n >= HELD_SEQUENCES_MIN_ROWS
+
+
+@jit(inline="always")
+def _jacobians_as_lanes(Z, m, XT):
+    # XT[c, r, ln] = J[c, r] of lane ln's Jacobian in Z[ln]: J^T in the lanes layout,
+    # for apply_held; lanes from m on repeat sequence 0, as gather pads them
+    n = Z.shape[1]
+    for c in range(n):
+        for r in range(n):
+            for ln in range(LANES):
+                XT[c, r, ln] = Z[ln if ln < m else 0, c, r]
+
+
+@jit(inline="always")
+def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh,
+                            t0, T, warmup, keep_local):
+    """:func:`_advance_sequences` with the interleaved QR, each group's bases held as
+    reflectors (:func:`sequences_held`): the window's first step multiplies by the basis
+    given, the others have the stack step write J_t and apply the last QR's reflectors
+    to it, J_t Q = (Q^T J_t^T)^T; the basis the next window starts from is formed at
+    the end."""
+    B, n, k = Q.shape
+    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
+    s_new = np.empty(n, dtype=X.dtype)
+    Z, lanes, _, _ = _workspace(n, k, LANES, X)
+    A, llogs, tau, ss, wy = lanes
+    XT, signs, V, DS, G = make_held(n, X)
+    share = code != GRU_RB
+    pre = make_products(w_hh, share, X)
+    H = np.empty((w_hh.shape[2] if share else 0, LANES), dtype=X.dtype)
+    XG = np.empty((X.shape[2] if share else 0, LANES), dtype=X.dtype)
+    for b0 in range(0, B, LANES):
+        m = min(LANES, B - b0)
+        shared = share and 2 * m > LANES
+        for t in range(X.shape[1]):
+            if shared:
+                shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG)
+            for ln in range(m):
+                b = b0 + ln
+                step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M,
+                     Bin, diag, tmp, gates, True, t > 0, pre, ln if shared else -1)
+                for i in range(n):  # not S[b, :] = s_new: see copy_block
+                    S[b, i] = s_new[i]
+            if t == 0:
+                gather(Z, m, A)
+            else:
+                _jacobians_as_lanes(Z, m, XT)
+                apply_held(A, tau, wy[2], XT, V, DS, G)
+                transpose_lanes(XT, A)
+            lanes_factor(A, llogs, signs, tau, ss, wy)
+            _, counted, block, length = counting(t0 + t + 1, T, warmup, 1)
+            if counted:
+                _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+        if X.shape[1] > 0:
+            form_held(A, llogs, signs, tau, ss, wy)
+            scatter(A, m, Q, b0)
+
+
+@jit
+def _advance_gru_interleaved_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh,
+                                  t0, T, warmup, qr_every, keep_local):
+    _advance_sequences_held(gru_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh,
+                            b_ih, b_hh, t0, T, warmup, keep_local)
+
+
+@jit
+def _advance_gru_rb_interleaved_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
+                                     b_hh, t0, T, warmup, qr_every, keep_local):
+    _advance_sequences_held(gru_rb_stack_step, X, S, Q, logsum, local, code, w_ih0, w_ihr,
+                            w_hh, b_ih, b_hh, t0, T, warmup, keep_local)
+
+
+# by FAMILY: the GRU cells only (sequences_held)
+_INTERLEAVED_HELD_KERNELS = (None, None, _advance_gru_interleaved_held,
+                             _advance_gru_rb_interleaved_held)
+
 # beside other threads, bases are held as reflectors up to this many rows, applied one
 # reflector at a time (held_basis)
 HELD_BESIDE_MAX_ROWS = 128
@@ -592,6 +687,8 @@ def _advance_slice(threads, X, S, Q, logsum, local, code, *shared):
         kernels, shared = _HELD_KERNELS, shared + (threads > 1,)
     elif _interleaved(B, n, k):
         kernels = _INTERLEAVED_KERNELS
+        if sequences_held(code, n, k, shared[8]):
+            kernels = _INTERLEAVED_HELD_KERNELS
     else:
         kernels = _SEQUENCE_KERNELS
     kernels[FAMILY[code]](X, S, Q, logsum, local, code, *shared)
@@ -607,7 +704,9 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     (:func:`_in_groups`; for one vanilla layer at k = n, the one that holds the
     group's bases as reflectors, :func:`groups_held`), else to the kernel that holds
     their bases as reflectors where that applies (:func:`held_basis`), else to the
-    per-sequence kernel.
+    per-sequence kernel: with the QR interleaved in groups of 8 (:func:`_interleaved`),
+    for the GRUs at k = n the one that holds each group's bases as reflectors
+    (:func:`sequences_held`).
     """
     over_sequences(partial(_advance_slice, _threads(X.shape[0])), X.shape[0],
                    (X, S, Q, logsum, local),

@@ -482,6 +482,78 @@ def test_which_groups_hold_their_bases():
     assert not cpu.groups_held(LSTM, 1, n, n, 1) and not cpu.groups_held(GRU, 1, n, n, 1)
 
 
+def _gru_problem(cell, rng, N, L, B, T):
+    """A GRU stack of either reset order, inputs, h0, and each sequence's Jacobians
+    (B, T, n, n).  The reset-before cell has no oracle in naive.py: its trajectory and
+    Jacobians come from lenum.step and lenum.jacobian, both checked against plain NumPy
+    and finite differences in test_gru_reset_before.py; what is under test here is the
+    QR path, which only sees the Jacobians."""
+    w = naive.random_weights("gru", N, 2, L, rng, bias=True)
+    net = lenum.Network.from_state_dict(cell, w)
+    x = rng.normal(size=(B, T, 2))
+    h0 = rng.normal(scale=0.5, size=(L, B, N))
+    s0 = naive.state_from_h0("gru", h0, None)
+    if cell == "gru":
+        jacs = np.stack([naive.trajectory("gru", w, L, x[b], s0[b])[1] for b in range(B)])
+        return net, x, h0, jacs
+    jacs = np.empty((B, T, L * N, L * N))
+    for b in range(B):
+        s = s0[b]
+        for t in range(T):
+            jacs[b, t] = lenum.jacobian(net, s, x[b, t])
+            s = lenum.step(net, s, x[b, t])
+    return net, x, h0, jacs
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell,N,L", [("gru", 52, 1), ("gru", 100, 1), ("gru", 26, 2),
+                                      ("gru_reset_before", 52, 1)])
+def test_gru_groups_holding_their_bases_match_oracle(monkeypatch, cell, N, L, threads):
+    """GRU stacks, k = n, a QR every step, from HELD_SEQUENCES_MIN_ROWS rows: each
+    group of 8 sequences keeps its bases as the reflectors of the interleaved QR and
+    applies them to J_t^T (lenum.cpu.sequences_held).  B = 16, warm-up 4, T = 40
+    (several engine windows, each starting from a formed basis and forming the next);
+    n = 52 ends in a partial panel (one layer, or two of 26: J_t with its cross-layer
+    block), 100 applies whole compact-WY blocks.  Every
+    sequence matches its own oracle run (LAPACK QR on its Jacobians), the finite-time
+    exponents too; the held kernel ran, for every sequence."""
+    from lenum import cpu
+
+    ran = []
+    kernels = cpu._INTERLEAVED_HELD_KERNELS
+
+    def spy(*args):
+        ran.append(args[2].shape[0])
+        return kernels[cpu.FAMILY[args[5]]](*args)
+
+    monkeypatch.setattr(cpu, "_INTERLEAVED_HELD_KERNELS", (None, None, spy, spy))
+    rng = np.random.default_rng(N + len(cell))
+    B, T, warmup = 16, 40, 4
+    net, x, h0, jacs = _gru_problem(cell, rng, N, L, B, T)
+    q0 = naive.random_orthonormal(L * N, L * N, rng)
+    with _numba_threads(threads):
+        res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0, keep_local=True)
+    assert ran and sum(ran) % B == 0
+    for b in range(B):
+        exps, local = naive.lyapunov_spectrum(jacs[b], q0, warmup, 1, return_local=True)
+        tol, tol_local = _oracle_tolerance(jacs[b], q0, warmup, 1)
+        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
+
+
+def test_which_gru_groups_hold_their_bases():
+    from lenum import cpu
+    from lenum.cells.stack import GRU, GRU_RB, LSTM, RNN_TANH
+
+    n = cpu.HELD_SEQUENCES_MIN_ROWS
+    assert cpu.sequences_held(GRU, n, n, 1) and cpu.sequences_held(GRU_RB, 256, 256, 1)
+    assert not cpu.sequences_held(GRU, n - 1, n - 1, 1)  # forming Q and the BLAS win
+    assert not cpu.sequences_held(GRU, n, n - 1, 1)  # k < n: no Q from the reflectors
+    assert not cpu.sequences_held(GRU_RB, n, n, 2)  # no QR to hold between
+    assert not cpu.sequences_held(LSTM, n, n, 1)  # half its Jacobian is diagonal
+    assert not cpu.sequences_held(RNN_TANH, n, n, 1)  # groups_held's business
+
+
 def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
     """k = n = MAX_COLS = 256: a group of 8 takes the interleaved QR, a sequence alone
     LAPACK's, its basis kept as reflectors between steps (lenum.qr.factor_step; checked
