@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 
 import numba
 import numpy as np
@@ -33,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import reference  # noqa: E402
+from turns import take_turns  # noqa: E402
 
 # numba's kernels call SciPy's BLAS: load it before either copy limits BLAS threads
 import scipy.linalg.cython_blas  # noqa: E402, F401
@@ -60,15 +62,8 @@ def compare(mods, cell, N, k_spec, dtype, repeats, work, batch=None):
     nets = {m: mods[m].Network.from_state_dict(cell, w) for m in mods}
     out = {m: mods[m].lyapunov_spectrum(nets[m], x, k=k, dtype=dtype).per_sequence
            for m in mods}  # compiles, and the exponents to compare
-    times = {m: [] for m in mods}
-    names = list(mods)
-    for r in range(repeats):
-        # the order turns each round: a run that follows the other version's (its
-        # caches, the clock it left) must not always be the same version's
-        for m in names[r % 2:] + names[:r % 2]:
-            t = time.perf_counter()
-            mods[m].lyapunov_spectrum(nets[m], x, k=k, dtype=dtype)
-            times[m].append(time.perf_counter() - t)
+    times = take_turns({m: partial(mods[m].lyapunov_spectrum, nets[m], x, k=k, dtype=dtype)
+                        for m in mods}, repeats)
     speedup = np.median(times["old"]) / np.median(times["new"])
     lead = float(np.max(np.abs(out["old"][:, :16] - out["new"][:, :16])))
     return n, k, B, T, speedup, lead

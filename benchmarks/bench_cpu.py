@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 import numpy as np
 
@@ -45,6 +46,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import reference
+from turns import take_turns
 
 # numba's kernels call SciPy's BLAS, a library separate from NumPy's; it must be loaded
 # before lenum's engine first asks threadpoolctl which BLAS libraries to limit
@@ -146,17 +148,8 @@ def measure(case, methods, target, repeats, check_steps, tol=None):
     steps = {m: int(min(20000, max(2, round(target / max(per_step[m], 1e-9)))))
              for m in methods}
     inputs = {m: case.inputs(steps[m]) for m in methods}
-    best = {m: np.inf for m in methods}
-    # the methods take turns, one run each per round, the order rotated from round to
-    # round: on a shared machine a slow spell of a few seconds then slows every method
-    # a little rather than all the runs of one of them (table H's torch column moved
-    # 0.6-2.9x between runs when each method ran its repeats back to back)
-    for r in range(repeats):
-        for m in methods[r % len(methods):] + methods[:r % len(methods)]:
-            t = time.perf_counter()
-            case.run(m, inputs[m])
-            best[m] = min(best[m], time.perf_counter() - t)
-    rates = {m: case.B * steps[m] / best[m] for m in methods}
+    times = take_turns({m: partial(case.run, m, inputs[m]) for m in methods}, repeats)
+    rates = {m: case.B * steps[m] / min(times[m]) for m in methods}
     return rates, steps, errors
 
 
