@@ -269,6 +269,23 @@ def _scaled_rows(W, Dl, XT):
 
 
 @jit(inline="always")
+def _factor_held(lanes, hw, apply, m, b0, logsum, local, tg, T, warmup, keep_local):
+    """The QR of a step whose group holds its bases as reflectors: with ``apply``, the
+    last QR's reflectors applied to ``hw[0]`` (J_t^T in the lanes layout) and the
+    result turned back into ``lanes[0]``, J_t Q = (Q^T J_t^T)^T; then ``lanes[0]``
+    factorised without forming Q, and the logs recorded where step ``tg`` counts."""
+    A, llogs, tau, ss, wy = lanes
+    XT, signs, V, DS, G = hw
+    if apply:
+        apply_held(A, tau, wy[2], XT, V, DS, G)
+        transpose_lanes(XT, A)
+    lanes_factor(A, llogs, signs, tau, ss, wy)
+    _, counted, block, length = counting(tg, T, warmup, 1)
+    if counted:
+        _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+
+
+@jit(inline="always")
 def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, logsum, local,
                        t0, T, warmup, keep_local, QA, none, lanes, gw, hw):
     """:func:`_group_window` for one vanilla layer with its bases held as reflectors
@@ -292,12 +309,7 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
             vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, none,
                                none, GA, D)
             _scaled_rows(w_hh[0], D[0, 0], XT)
-            apply_held(A, tau, wy[2], XT, V, DS, G)
-            transpose_lanes(XT, A)
-        lanes_factor(A, llogs, signs, tau, ss, wy)
-        _, counted, block, length = counting(t0 + t + 1, T, warmup, 1)
-        if counted:
-            _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+        _factor_held(lanes, hw, t > 0, m, b0, logsum, local, t0 + t + 1, T, warmup, keep_local)
         HA, HN = HN, HA
     form_held(A, llogs, signs, tau, ss, wy)
     scatter(A, m, Q, b0)
@@ -341,32 +353,50 @@ def shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG):
 
 
 @jit(inline="always")
+def _sequences_workspace(code, w_ih0, w_hh, n, k, X, G):
+    """Scratch of :func:`_step_sequences` for groups of ``G``: the stack step's
+    (:func:`lenum.cells.stack.make_workspace`), the next state, and the forward products
+    that a group of LANES shares (:func:`shared_products`; the reset-before GRU
+    computes its own)."""
+    share = G == LANES and code != GRU_RB
+    return (make_workspace(code, w_ih0, w_hh, k, X), np.empty(n, dtype=X.dtype), share,
+            make_products(w_hh, share, X),
+            np.empty((w_hh.shape[2] if share else 0, LANES), dtype=X.dtype),
+            np.empty((X.shape[2] if share else 0, LANES), dtype=X.dtype))
+
+
+@jit(inline="always")
+def _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, m, t, jacobian,
+                    sw):
+    """Step ``t`` of the ``m`` sequences from ``b0`` by the stack step ``step``: their
+    states in ``S`` advanced, ``Z[ln]`` = J_t Q[b0 + ln], or J_t itself with
+    ``jacobian``; ``sw`` from :func:`_sequences_workspace`."""
+    (M, Bin, diag, tmp, gates), s_new, share, pre, H, XG = sw
+    # a group at most half full pays more for the padded lanes than it saves
+    shared = share and 2 * m > LANES
+    if shared:
+        shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG)
+    for ln in range(m):
+        b = b0 + ln
+        step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M, Bin,
+             diag, tmp, gates, True, jacobian, pre, ln if shared else -1)
+        for i in range(s_new.shape[0]):  # not S[b, :] = s_new: see copy_block
+            S[b, i] = s_new[i]
+
+
+@jit(inline="always")
 def _advance_sequences(step, group_qr, G, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih,
                        b_hh, t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
-    s_new = np.empty(n, dtype=X.dtype)
+    sw = _sequences_workspace(code, w_ih0, w_hh, n, k, X, G)
     Z, lanes, logs, work = _workspace(n, k, G, X)
-    # a group's forward products are shared (the reset-before GRU computes its own)
-    share = G == LANES and code != GRU_RB
-    pre = make_products(w_hh, share, X)
-    H = np.empty((w_hh.shape[2] if share else 0, LANES), dtype=X.dtype)
-    XG = np.empty((X.shape[2] if share else 0, LANES), dtype=X.dtype)
     # groups of sequences advance together through the window, so that their QRs can
     # run interleaved; one call site of the step keeps the compiled code small
     for b0 in range(0, B, G):
         m = min(G, B - b0)
-        # a group at most half full pays more for the padded lanes than it saves
-        shared = share and 2 * m > LANES
         for t in range(X.shape[1]):
-            if shared:
-                shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG)
-            for ln in range(m):
-                b = b0 + ln
-                step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M,
-                     Bin, diag, tmp, gates, True, False, pre, ln if shared else -1)
-                for i in range(n):  # not S[b, :] = s_new: see copy_block
-                    S[b, i] = s_new[i]
+            _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, m, t,
+                            False, sw)
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
                      keep_local, lanes, logs, work, group_qr)
 
@@ -479,39 +509,23 @@ def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_
     to it, J_t Q = (Q^T J_t^T)^T; the basis the next window starts from is formed at
     the end."""
     B, n, k = Q.shape
-    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
-    s_new = np.empty(n, dtype=X.dtype)
+    sw = _sequences_workspace(code, w_ih0, w_hh, n, k, X, LANES)
     Z, lanes, _, _ = _workspace(n, k, LANES, X)
-    A, llogs, tau, ss, wy = lanes
-    XT, signs, V, DS, G = make_held(n, X)
-    share = code != GRU_RB
-    pre = make_products(w_hh, share, X)
-    H = np.empty((w_hh.shape[2] if share else 0, LANES), dtype=X.dtype)
-    XG = np.empty((X.shape[2] if share else 0, LANES), dtype=X.dtype)
+    hw = make_held(n, X)
     for b0 in range(0, B, LANES):
         m = min(LANES, B - b0)
-        shared = share and 2 * m > LANES
         for t in range(X.shape[1]):
-            if shared:
-                shared_products(w_ih0, w_hh, X, S, t, b0, m, pre, H, XG)
-            for ln in range(m):
-                b = b0 + ln
-                step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M,
-                     Bin, diag, tmp, gates, True, t > 0, pre, ln if shared else -1)
-                for i in range(n):  # not S[b, :] = s_new: see copy_block
-                    S[b, i] = s_new[i]
+            _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, m, t,
+                            t > 0, sw)
             if t == 0:
-                gather(Z, m, A)
+                gather(Z, m, lanes[0])
             else:
-                _jacobians_as_lanes(Z, m, XT)
-                apply_held(A, tau, wy[2], XT, V, DS, G)
-                transpose_lanes(XT, A)
-            lanes_factor(A, llogs, signs, tau, ss, wy)
-            _, counted, block, length = counting(t0 + t + 1, T, warmup, 1)
-            if counted:
-                _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
+                _jacobians_as_lanes(Z, m, hw[0])
+            _factor_held(lanes, hw, t > 0, m, b0, logsum, local, t0 + t + 1, T, warmup,
+                         keep_local)
         if X.shape[1] > 0:
-            form_held(A, llogs, signs, tau, ss, wy)
+            A, llogs, tau, ss, wy = lanes
+            form_held(A, llogs, hw[1], tau, ss, wy)
             scatter(A, m, Q, b0)
 
 
