@@ -273,7 +273,11 @@ def _factor_held(lanes, hw, apply, m, b0, logsum, local, tg, T, warmup, keep_loc
     """The QR of a step whose group holds its bases as reflectors: with ``apply``, the
     last QR's reflectors applied to ``hw[0]`` (J_t^T in the lanes layout) and the
     result turned back into ``lanes[0]``, J_t Q = (Q^T J_t^T)^T; then ``lanes[0]``
-    factorised without forming Q, and the logs recorded where step ``tg`` counts."""
+    factorised without forming Q, and the logs recorded where step ``tg`` counts.
+
+    Q here is the reflectors' product, without the signs that make R's diagonal
+    positive: its columns may differ in sign from a formed basis, which moves no
+    |R_ii| and so no exponent (form_held applies the last QR's signs only)."""
     A, llogs, tau, ss, wy = lanes
     XT, signs, V, DS, G = hw
     if apply:
