@@ -555,6 +555,46 @@ def test_which_gru_groups_hold_their_bases():
     assert not cpu.sequences_held(RNN_TANH, n, n, 1)  # groups_held's business
 
 
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru"])
+def test_groups_holding_their_bases_in_float32(monkeypatch, cell):
+    """The held kernels in float32 (a vanilla layer: lenum.cpu.groups_held; a GRU:
+    sequences_held), one group of 8 at n = 52, warm-up 4, T = 40: every sequence
+    within the float32 band of its float64 oracle run, the band of
+    test_random_networks_match_oracle_and_float32 (1e-3 + eps32 * max_t cond(J_t) plus
+    ten times the measured effect of eps32-sized perturbations of every J_t); the held
+    kernel ran.  A reflector applied wrong, or a lane's Jacobian mixed up with another's,
+    moves exponents by 0.1 or more."""
+    from lenum import cpu
+
+    ran = []
+    name = "_GROUP_HELD_KERNELS" if cell == "rnn_tanh" else "_INTERLEAVED_HELD_KERNELS"
+    kernels = getattr(cpu, name)
+
+    def spy(*args):
+        ran.append(args[2].dtype)
+        return kernels[cpu.FAMILY[args[5]]](*args)
+
+    monkeypatch.setattr(cpu, name, (spy,) * len(kernels))
+    rng = np.random.default_rng(32)
+    N, B, T, warmup = 52, 8, 40, 4
+    if cell == "rnn_tanh":
+        w, net, x, h0, _ = _oracle_problem(cell, rng, N, 2, 1, B, T)
+        s0 = naive.state_from_h0(cell, h0, None)
+        jacs = np.stack([naive.trajectory(cell, w, 1, x[b], s0[b])[1] for b in range(B)])
+    else:
+        net, x, h0, jacs = _gru_problem(cell, rng, N, 1, B, T)
+    q0 = naive.random_orthonormal(N, N, rng)
+    with _numba_threads(1):
+        res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0, dtype="float32")
+    assert ran and all(dt == np.float32 for dt in ran)
+    _no_nan(res)
+    for b in range(B):
+        exps = naive.lyapunov_spectrum(jacs[b], q0, warmup)
+        sens32 = naive.sensitivity(jacs[b], q0, warmup, 1, rel=EPS32).max()
+        tol = 1e-3 + EPS32 * np.linalg.cond(jacs[b, warmup:]).max() + 10 * sens32
+        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+
+
 def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
     """k = n = MAX_COLS = 256: a group of 8 takes the interleaved QR, a sequence alone
     LAPACK's, its basis kept as reflectors between steps (lenum.qr.factor_step; checked
