@@ -163,3 +163,10 @@ def test_bench_cpu_torch_target_summary():
     assert "lstm N=64" in lines[2] and "need 1.50" in lines[2]
     assert lines[2].endswith("above the floor")
     assert bench.torch_target_summary(rows[:1]) == "lenum >= 5x torch at 1 of 1 rows"
+
+
+def test_compile_profile_smoke(capsys):
+    seconds, rows = load("compile_profile").main(["--cell", "rnn_tanh", "--hidden", "4",
+                                                  "--here"])
+    assert seconds > 0 and all(0 <= own <= total + 1e-9 for own, total, _ in rows)
+    assert "| own (s) | with callees (s) | function |" in capsys.readouterr().out
