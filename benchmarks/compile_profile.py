@@ -1,11 +1,12 @@
 """Where the cold compile of one spectrum goes: numba's compile time per function.
 
-The cold compile target (everything a spectrum needs, under 30 s) is met with a few
-seconds to spare for the gated cells' per-sequence kernels.  This script says which
-compiled functions take that time: it runs one spectrum in a fresh process whose
-numba cache points at an empty folder, records numba's compile events, and prints the
-functions by their own compile time (their callees' compiles subtracted; a kernel's
-own time includes the machine code of everything inlined or linked into it).
+The cold compile target (everything a spectrum needs, under 30 s) is met on a quiet
+machine, with less to spare for the gated cells' per-sequence kernels than the rest.
+This script says which compiled functions take that time: it runs one spectrum in a
+fresh process whose numba cache points at an empty folder, records numba's compile
+events, and prints the functions by their own compile time (their callees' compiles
+subtracted; a kernel's own time includes the machine code of everything inlined or
+linked into it).
 
 Usage::
 
@@ -31,8 +32,9 @@ sys.path.insert(0, HERE)
 def profile(cell, N, k, dtype, B=16, T=3):
     """Run one spectrum in this process and return ``(seconds, rows)``: the process
     CPU time of the call and ``(own seconds, total seconds, name)`` per compiled
-    function (wall clock, as numba's events stamp them), longest own time first.  In a process that already compiled the
-    kernels, or with a warm cache, the rows are few or none."""
+    function (wall clock, as numba's events stamp them), longest own time first.  In
+    a process that already compiled the kernels, or with a warm cache, the rows are
+    few or none."""
     from numba.core import event
 
     import lenum

@@ -329,6 +329,16 @@ def _oracle_tolerance(jac, q0, warmup, qr_every):
     return 1e-10 + 10 * sens.max(), 1e-9 + 10 * sens_local.max()
 
 
+def _float32_tolerance(jac, q0, warmup):
+    """How far float32 exponents may lie from float64 ones on one sequence: 1e-3 +
+    eps32 * max_t cond(J_t), plus ten times the measured effect of eps32-sized
+    perturbations of every J_t.  A backward-stable QR in float32 makes relative errors
+    of about eps32 * cond in each R_ii, and near-degenerate exponents amplify them as
+    measured."""
+    sens32 = naive.sensitivity(jac, q0, warmup, 1, rel=EPS32).max()
+    return 1e-3 + EPS32 * np.linalg.cond(jac[warmup:]).max() + 10 * sens32
+
+
 def _oracle_problem(cell, rng, N, d, L, B, T):
     """Weights, network, inputs (B, T, d) and initial h0/c0 for an oracle comparison
     (relu networks start with h0 >= 0, inside the region where every unit is active)."""
@@ -559,9 +569,7 @@ def test_which_gru_groups_hold_their_bases():
 def test_groups_holding_their_bases_in_float32(monkeypatch, cell):
     """The held kernels in float32 (a vanilla layer: lenum.cpu.groups_held; a GRU:
     sequences_held), one group of 8 at n = 52, warm-up 4, T = 40: every sequence
-    within the float32 band of its float64 oracle run, the band of
-    test_random_networks_match_oracle_and_float32 (1e-3 + eps32 * max_t cond(J_t) plus
-    ten times the measured effect of eps32-sized perturbations of every J_t); the held
+    within the float32 band of its float64 oracle run (_float32_tolerance); the held
     kernel ran.  A reflector applied wrong, or a lane's Jacobian mixed up with another's,
     moves exponents by 0.1 or more."""
     from lenum import cpu
@@ -590,9 +598,8 @@ def test_groups_holding_their_bases_in_float32(monkeypatch, cell):
     _no_nan(res)
     for b in range(B):
         exps = naive.lyapunov_spectrum(jacs[b], q0, warmup)
-        sens32 = naive.sensitivity(jacs[b], q0, warmup, 1, rel=EPS32).max()
-        tol = 1e-3 + EPS32 * np.linalg.cond(jacs[b, warmup:]).max() + 10 * sens32
-        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0,
+                                   atol=_float32_tolerance(jacs[b], q0, warmup))
 
 
 def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
@@ -974,10 +981,9 @@ def test_random_networks_match_oracle_and_float32(cell, N, d, L, bias, scale, k_
 
     * float64 equals the oracle within ``_oracle_tolerance`` (1e-10 plus ten times the
       measured effect of 1e-14 relative perturbations of every J_t);
-    * float32 is within 1e-3 + eps32 * max_t cond(J_t) of float64, plus ten times the
-      measured effect of eps32-sized perturbations of every J_t: a backward-stable QR
-      in float32 makes relative errors of about eps32 * cond in each R_ii, and
-      near-degenerate exponents amplify them as measured.
+    * float32 is within ``_float32_tolerance`` of float64 (1e-3 + eps32 * max_t
+      cond(J_t), plus ten times the measured effect of eps32-sized perturbations of
+      every J_t).
     """
     rng = np.random.default_rng(seed)
     w = _weights(cell, N, d, L, rng, scale=scale, bias=bias)
@@ -994,8 +1000,7 @@ def test_random_networks_match_oracle_and_float32(cell, N, d, L, bias, scale, k_
         _, jac = naive.trajectory(cell, w, L, x[b], np.zeros(n))
         refs.append(naive.lyapunov_spectrum(jac, q0, warmup))
         tols.append(_oracle_tolerance(jac, q0, warmup, 1)[0])
-        sens32 = naive.sensitivity(jac, q0, warmup, 1, rel=EPS32).max()
-        tols32.append(1e-3 + EPS32 * np.linalg.cond(jac[warmup:]).max() + 10 * sens32)
+        tols32.append(_float32_tolerance(jac, q0, warmup))
     r64 = lenum.lyapunov_spectrum(net, x, k=k, warmup=warmup, q0=q0)
     r32 = lenum.lyapunov_spectrum(net, x, k=k, warmup=warmup, q0=q0, dtype="float32")
     _no_nan(r32)
