@@ -40,6 +40,12 @@ def _threads(B):
     return min(B, num_threads())
 
 
+def split(B):
+    """Boundaries of the slices of B sequences that run side by side, one per thread
+    (sizes differing by one at most): ``bounds[0] == 0``, ``bounds[-1] == B``."""
+    return np.linspace(0, B, _threads(B) + 1).astype(int)
+
+
 def over_sequences(kernel, B, batched, shared):
     """Run ``kernel(*batched[b0:b1], *shared)`` on slices of the batch, in parallel."""
     global _pool
@@ -49,7 +55,7 @@ def over_sequences(kernel, B, batched, shared):
         return
     if _pool is None or _pool._max_workers < parts:
         _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="lenum")
-    bounds = np.linspace(0, B, parts + 1).astype(int)
+    bounds = split(B)
     futures = [
         _pool.submit(kernel, *(a[b0:b1] for a in batched), *shared)
         for b0, b1 in zip(bounds[:-1], bounds[1:])
@@ -713,7 +719,7 @@ def _advance_slice(threads, X, S, Q, logsum, local, code, *shared):
 
 
 def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local, t0, T,
-                    warmup, qr_every, keep_local):
+                    warmup, qr_every, keep_local, beside=None):
     """Advance states ``S`` (B, n) and bases ``Q`` (B, n, k) over inputs ``X`` (B, Tw, d).
 
     ``logsum`` (B, k) accumulates the counted log|R_ii|; ``local`` (B, S, k) receives
@@ -725,11 +731,17 @@ def advance_network(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, logsum, local
     per-sequence kernel: with the QR interleaved in groups of 8 (:func:`_interleaved`),
     for the GRUs at k = n the one that holds each group's bases as reflectors
     (:func:`sequences_held`).
+
+    With ``beside`` a number, the sequences are one of that many slices of a chunk
+    (:func:`split`) running side by side (:mod:`lenum.pipeline`): they run on the
+    calling thread, by the kernels chosen for that many threads.
     """
+    shared = (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every, keep_local)
+    if beside is not None:
+        _advance_slice(beside, X, S, Q, logsum, local, *shared)
+        return
     over_sequences(partial(_advance_slice, _threads(X.shape[0])), X.shape[0],
-                   (X, S, Q, logsum, local),
-                   (code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T, warmup, qr_every,
-                    keep_local))
+                   (X, S, Q, logsum, local), shared)
 
 
 @jit(inline="always")
@@ -790,8 +802,13 @@ def _advance_jacobians_slice(threads, J, Q, logsum, local, t0, T, warmup, qr_eve
         _advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local)
 
 
-def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local):
-    """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n)."""
+def advance_jacobians(J, Q, logsum, local, t0, T, warmup, qr_every, keep_local, beside=None):
+    """Advance bases ``Q`` (B, n, k) through given Jacobians ``J`` (B, Tw, n, n);
+    ``beside`` as in :func:`advance_network`."""
+    if beside is not None:
+        _advance_jacobians_slice(beside, J, Q, logsum, local, t0, T, warmup, qr_every,
+                                 keep_local)
+        return
     over_sequences(partial(_advance_jacobians_slice, _threads(J.shape[0])), J.shape[0],
                    (J, Q, logsum, local),
                    (t0, T, warmup, qr_every, keep_local))

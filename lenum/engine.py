@@ -20,6 +20,7 @@ from threadpoolctl import ThreadpoolController
 from . import cpu
 from .errors import DeviceError, NonFiniteError, ParameterError, ShapeError
 from .network import Network
+from .pipeline import windows_of_chunk
 from .result import SpectrumResult
 from .stats import BatchMeans, PooledBatchMeans
 
@@ -240,7 +241,10 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
     """The loop over batch chunks and time windows shared by both public entry points.
 
     ``advance(b0, b1, t0, t1, Q, logsum, local)`` moves chunk ``b0:b1`` through steps
-    ``t0:t1`` (0-based, half open) and returns nothing; ``T`` is the last step run
+    ``t0:t1`` (0-based, half open) and returns nothing.  An advancer with a ``split``
+    method (the CPU's: ``split(nb)``, the slice boundaries of ``nb`` sequences, one per
+    thread) is run slice by slice without ``tol``, each slice on its thread and ahead of
+    the bookkeeping (:mod:`lenum.pipeline`); ``T`` is the last step run
     (``max_steps`` already applied).  The warm-up runs in windows of ``_WINDOW`` steps,
     the counted steps in blocks of :func:`_block_size` starting at the end of the
     warm-up; after each block the log-sum increments feed the batch means
@@ -303,29 +307,32 @@ def _run_qr_method(B, T, n, k, warmup, qr_every, keep_local, q0, dtype, advance,
             before = logsum.copy()
             done = 0
             stopped = False
-            for t0, t1 in windows():
-                advance(b0, b1, t0, t1, Q, logsum, loc)
-                if np.isnan(logsum).any():
-                    raise NonFiniteError(
-                        f"NaN in the tangent dynamics of sequences {b0}..{b1 - 1} between "
-                        f"steps {t0} and {t1}: the state or the Jacobian overflowed"
-                    )
-                bar.update((b1 - b0) * (t1 - t0))
-                if t1 <= warmup:
-                    continue
-                with np.errstate(invalid="ignore"):  # -inf - -inf once R_ii hit zero
-                    blocks.add(logsum - before, t1 - t0, logsum)
-                before[...] = logsum
-                shift = blocks.shift
-                done = t1 - warmup
-                if done in grid:
-                    grid[done].add(blocks)
-                if (tol is not None and blocks.blocks >= 2
-                        and blocks.n * blocks.blocks >= _MIN_BLOCKS_FOR_TOL):
-                    _, se = blocks.stderr()
-                    if np.all(se * scale < tol):
-                        stopped = True
-                        break
+            # with tol the chunk may stop at any block, so its slices keep in step
+            bounds = advance.split(b1 - b0) if tol is None and hasattr(advance, "split") else None
+            with contextlib.closing(windows_of_chunk(advance, b0, b1, windows, Q, logsum, loc,
+                                                     bounds)) as run:
+                for t0, t1, after in run:
+                    if np.isnan(after).any():
+                        raise NonFiniteError(
+                            f"NaN in the tangent dynamics of sequences {b0}..{b1 - 1} between "
+                            f"steps {t0} and {t1}: the state or the Jacobian overflowed"
+                        )
+                    bar.update((b1 - b0) * (t1 - t0))
+                    if t1 <= warmup:
+                        continue
+                    with np.errstate(invalid="ignore"):  # -inf - -inf once R_ii hit zero
+                        blocks.add(after - before, t1 - t0, after)
+                    before[...] = after
+                    shift = blocks.shift
+                    done = t1 - warmup
+                    if done in grid:
+                        grid[done].add(blocks)
+                    if (tol is not None and blocks.blocks >= 2
+                            and blocks.n * blocks.blocks >= _MIN_BLOCKS_FOR_TOL):
+                        _, se = blocks.stderr()
+                        if np.all(se * scale < tol):
+                            stopped = True
+                            break
             if tol is not None and not stopped:
                 converged = False
                 se = blocks.stderr()[1] * scale
@@ -548,15 +555,15 @@ def read_inputs(x, single, b0, b1, t0, t1, dtype, input_name):
 
 def _cpu_network_advancer(code, weights, x, single, S0, T, warmup, qr_every, keep_local,
                           dtype, input_name):
-    state = {}
+    # every sequence's state, (B, n) like S0: slices of a chunk advance from their own
+    # threads (lenum.pipeline), each through its own rows
+    states = np.array(S0, dtype=dtype, order="C")
 
-    def advance(b0, b1, t0, t1, Q, logsum, local):
-        if t0 == 0:
-            state["S"] = S0[b0:b1].copy()
+    def advance(b0, b1, t0, t1, Q, logsum, local, beside=None):
         X = read_inputs(x, single, b0, b1, t0, t1, dtype, input_name)
-        S = state["S"]
+        S = states[b0:b1]
         cpu.advance_network(code, *weights, X, S, Q, logsum, local, t0, T, warmup, qr_every,
-                            keep_local)
+                            keep_local, beside)
         if not np.all(np.isfinite(S)):
             b = int(np.argwhere(~np.isfinite(S))[0][0])
             raise NonFiniteError(
@@ -564,6 +571,7 @@ def _cpu_network_advancer(code, weights, x, single, S0, T, warmup, qr_every, kee
                 f"{t0} and {t1} (an unbounded rnn_relu network?)"
             )
 
+    advance.split = cpu.split
     return advance
 
 
@@ -612,9 +620,11 @@ def spectrum_from_jacobians(J, k=None, warmup=0, qr_every=1, q0=None, units="nat
         T, "J has", warmup, qr_every, tol, max_steps, units)
     Q0 = _basis(q0, n, k, B, dt)
 
-    def advance(b0, b1, t0, t1, Q, logsum, local):
-        cpu.advance_jacobians(np.ascontiguousarray(J[b0:b1, t0:t1]), Q, logsum, local, t0, T_run, warmup, qr_every,
-                              keep_local)
+    def advance(b0, b1, t0, t1, Q, logsum, local, beside=None):
+        cpu.advance_jacobians(np.ascontiguousarray(J[b0:b1, t0:t1]), Q, logsum, local, t0,
+                              T_run, warmup, qr_every, keep_local, beside)
+
+    advance.split = cpu.split
 
     per_sequence, local, info = _run_qr_method(B, T_run, n, k, warmup, qr_every, keep_local,
                                                Q0, dt, advance, progress, "lenum", None,
