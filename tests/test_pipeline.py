@@ -66,7 +66,8 @@ def _consume(gen, kernel, B, pause=0.0, stop_after=None, seen=None):
 
 def _slice_threads():
     """The slice workers still busy: none may be once a chunk's generator is done."""
-    workers = [t for t in threading.enumerate() if t.name.startswith("lenum-slice")]
+    # by class: copies of the package (benchmarks/ab_versions.py) keep workers of their own
+    workers = [t for t in threading.enumerate() if isinstance(t, pipeline._Worker)]
     return [t for t in workers if t not in pipeline._idle]
 
 
