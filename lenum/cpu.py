@@ -10,6 +10,7 @@ and a QR per step), so a thread per slice costs nothing measurable, and compilin
 ``parallel=True`` kernels took longer than compiling everything else together.
 """
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -38,6 +39,15 @@ def num_threads():
 def _threads(B):
     """Threads that :func:`over_sequences` runs B sequences on."""
     return min(B, num_threads())
+
+
+def _forget_pool():
+    # a child of fork() has none of its parent's threads, but the pool would count them
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def split(B):

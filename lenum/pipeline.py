@@ -15,6 +15,7 @@ count as before, so the results are the same to the bit; memory is ``depth`` cop
 of the chunk's log-sums, whatever T.
 """
 
+import os
 import queue
 import threading
 
@@ -59,6 +60,17 @@ def _take_workers(count):
     with _idle_lock:
         taken = [_idle.pop() for _ in range(min(count, len(_idle)))]
     return taken + [_Worker() for _ in range(count - len(taken))]
+
+
+def _forget_workers():
+    # a child of fork() has none of its parent's threads: slices handed to them would
+    # never run
+    global _idle_lock
+    _idle.clear()
+    _idle_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_workers)
 
 
 def windows_of_chunk(advance, b0, b1, windows, Q, logsum, local, bounds=None, depth=DEPTH):

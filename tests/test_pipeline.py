@@ -229,3 +229,39 @@ def test_engine_errors_name_the_same_sequence_and_steps():
     assert messages[0] == messages[1]
     assert "sequence 4, step 450" in messages[0]
     assert not _slice_threads()
+
+
+def _two_spectra(net, x):
+    # without tol through lenum.pipeline's workers, with it through lenum.cpu's pool
+    return (lenum.lyapunov_spectrum(net, x).per_sequence,
+            lenum.lyapunov_spectrum(net, x, tol=1e3).per_sequence)
+
+
+def _spectrum_in_child(net, x, queue):
+    with _two_threads():
+        queue.put(_two_spectra(net, x))
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_threads():
+    """After spectra on two threads, a child of fork() computes them too: it starts
+    threads of its own rather than handing slices to threads it does not have."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork() here")
+    net = _net("gru", 6, 2, 3)
+    x = np.random.default_rng(4).standard_normal((4, 300, 2))
+    with _two_threads():
+        parent = _two_spectra(net, x)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_spectrum_in_child, args=(net, x, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=120)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    for a, b in zip(got, parent):
+        np.testing.assert_array_equal(a, b)
