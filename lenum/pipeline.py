@@ -120,16 +120,17 @@ def windows_of_chunk(advance, b0, b1, windows, Q, logsum, local, bounds=None, de
     cond = threading.Condition()
     done = [0] * parts  # windows each slice has finished
     failed = [None] * parts  # the exception a slice stopped with (at window done[p])
-    state = {"consumed": 0, "cancel": False}
+    consumed = 0  # windows the consumer is done with; rebound here, read by the slices
+    cancel = False
 
     def run(p):
         lo, hi = int(bounds[p]), int(bounds[p + 1])
         try:
             for w, (t0, t1) in enumerate(windows()):
                 with cond:
-                    while not state["cancel"] and w - state["consumed"] >= depth:
+                    while not cancel and w - consumed >= depth:
                         cond.wait()
-                    if state["cancel"]:
+                    if cancel:
                         return
                 advance(b0 + lo, b0 + hi, t0, t1, Q[lo:hi], logsum[lo:hi], local[lo:hi],
                         beside=parts)
@@ -155,11 +156,11 @@ def windows_of_chunk(advance, b0, b1, windows, Q, logsum, local, bounds=None, de
                         raise failed[p]
             yield t0, t1, ring[w % depth]
             with cond:
-                state["consumed"] = w + 1
+                consumed = w + 1
                 cond.notify_all()
     finally:
         with cond:
-            state["cancel"] = True
+            cancel = True
             cond.notify_all()
         for f in finished:
             f.wait()

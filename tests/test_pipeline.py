@@ -5,6 +5,7 @@ import functools
 import threading
 import time
 
+import naive
 import numba
 import numpy as np
 import pytest
@@ -179,13 +180,8 @@ def _two_threads():
 
 
 def _net(cell, N, d, seed):
-    rng = np.random.default_rng(seed)
-    G = {"rnn_tanh": 1, "lstm": 4, "gru": 3}[cell]
-    sd = {"weight_ih_l0": rng.standard_normal((G * N, d)) / np.sqrt(d),
-          "weight_hh_l0": 1.5 * rng.standard_normal((G * N, N)) / np.sqrt(N),
-          "bias_ih_l0": 0.1 * rng.standard_normal(G * N),
-          "bias_hh_l0": 0.1 * rng.standard_normal(G * N)}
-    return lenum.Network.from_state_dict(cell, sd)
+    w = naive.random_weights(cell, N, d, 1, np.random.default_rng(seed), hh_scale=1.5)
+    return lenum.Network.from_state_dict(cell, w)
 
 
 @pytest.mark.parametrize("cell, N, k, B", [("rnn_tanh", 12, 12, 16), ("lstm", 6, 4, 5),
