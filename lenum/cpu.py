@@ -22,8 +22,8 @@ from .cells.stack import (FAMILY, GRU_RB, grouped, gru_rb_stack_step, gru_stack_
                           lstm_group_step, lstm_stack_step, make_group_workspace,
                           make_products, make_workspace, vanilla_group_step,
                           vanilla_stack_step)
-from .lanes import (LANES, apply_held, form_held, gather, lanes_factor, lanes_qr, make_held,
-                    make_lanes, pays, scatter, transpose_lanes)
+from .lanes import (LANES, apply_held, form_held, gather, lane_empty, lanes_factor, lanes_qr,
+                    make_held, make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
 
@@ -222,7 +222,7 @@ def _advance_groups(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih
                     warmup, qr_every, keep_local):
     B, n, k = Q.shape
     lanes = make_lanes(n, k, X)
-    QA = np.empty((k, n, LANES), dtype=X.dtype)
+    QA = lane_empty((k, n, LANES), X.dtype)
     gw = make_group_workspace(code, w_ih0, w_hh, k, X)
     for b0 in range(0, B, LANES):
         _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0,
@@ -341,9 +341,9 @@ def _advance_vanilla_groups_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_h
                                  t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
     lanes = make_lanes(n, k, X)
-    QA = np.empty((k, n, LANES), dtype=X.dtype)
+    QA = lane_empty((k, n, LANES), X.dtype)
     gw = make_group_workspace(code, w_ih0, w_hh, k, X)
-    none = np.empty((0, n, LANES), dtype=X.dtype)
+    none = lane_empty((0, n, LANES), X.dtype)
     hw = make_held(n, X)
     for b0 in range(0, B, LANES):
         _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0,
@@ -381,8 +381,8 @@ def _sequences_workspace(code, w_ih0, w_hh, n, k, X, G):
     share = G == LANES and code != GRU_RB
     return (make_workspace(code, w_ih0, w_hh, k, X), np.empty(n, dtype=X.dtype), share,
             make_products(w_hh, share, X),
-            np.empty((w_hh.shape[2] if share else 0, LANES), dtype=X.dtype),
-            np.empty((X.shape[2] if share else 0, LANES), dtype=X.dtype))
+            lane_empty((w_hh.shape[2] if share else 0, LANES), X.dtype),
+            lane_empty((X.shape[2] if share else 0, LANES), X.dtype))
 
 
 @jit(inline="always")

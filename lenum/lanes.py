@@ -935,24 +935,45 @@ def _wy_panel(A, p0, tau, V, G, D, gram, backwards, X, c0, nc):
     _apply_panel(X, p0, c0, nc, tau, V, G, D, backwards)
 
 
+# lane-layout arrays start at a multiple of this many bytes: a cache line, and the width
+# of an AVX-512 register.  numba aligns its arrays to 32 bytes, so a 64-byte lane-vector
+# of float64 straddled two cache lines or not by chance, and a group's QR ran 1.3-1.6x
+# slower at n = 64-128 when it did (benchmarks/RESULTS.md, "Lane arrays on cache lines")
+ALIGN_BYTES = 64
+
+
+@jit(inline="always")
+def lane_empty(shape, dtype):
+    """``np.empty(shape, dtype)``, C-contiguous, its first element on an
+    ``ALIGN_BYTES`` boundary."""
+    size = 1
+    for s in shape:
+        size *= s
+    # room to skip up to ALIGN_BYTES - 1 bytes of the smallest item used (float32)
+    buf = np.empty(size + ALIGN_BYTES // 4, dtype=dtype)
+    skip = (-buf.ctypes.data % ALIGN_BYTES) // buf.itemsize
+    return buf[skip:skip + size].reshape(shape)
+
+
 @jit(inline="always")
 def make_lanes(n, k, dtype_like):
     """Workspace of :func:`lanes_qr` for n x k blocks: ``(A, logs, tau, ss, wy)``."""
     # inlined into its callers: a compiled level of its own cost more cold compile than
     # its few allocations (lenum.cpu._workspace)
-    A = np.empty((k, n, LANES), dtype=dtype_like.dtype)
-    logs = np.empty((k, LANES), dtype=np.float64)
-    tau = np.empty((k, LANES), dtype=dtype_like.dtype)
-    ss = np.empty((2, LANES), dtype=np.float64)  # squared norms; the non-finite flags
+    dt = dtype_like.dtype
+    A = lane_empty((k, n, LANES), dt)
+    logs = lane_empty((k, LANES), np.float64)
+    tau = lane_empty((k, LANES), dt)
+    ss = lane_empty((2, LANES), np.float64)  # squared norms; the non-finite flags
     # the compact-WY path's: reflectors copied out, dot products, Gram matrices (kept
     # per panel from the factorisation for the forming of Q), empty where it is not
     # taken; made here, once per window, not in every QR (at n = 8 four allocations
     # were 3.5 % of a group's QR)
     wy = _wy_pays(n, k)
-    V = np.empty((n if wy else 0, PANEL, LANES), dtype=dtype_like.dtype)
-    D = np.empty((PANEL, k if wy else 0, LANES), dtype=dtype_like.dtype)
-    Gs = np.empty((k // PANEL if wy else 0, PANEL, PANEL, LANES), dtype=dtype_like.dtype)
-    G = np.empty((PANEL, PANEL, LANES), dtype=dtype_like.dtype)
+    V = lane_empty((n if wy else 0, PANEL, LANES), dt)
+    D = lane_empty((PANEL, k if wy else 0, LANES), dt)
+    Gs = lane_empty((k // PANEL if wy else 0, PANEL, PANEL, LANES), dt)
+    G = lane_empty((PANEL, PANEL, LANES), dt)
     return A, logs, tau, ss, (V, D, Gs, G)
 
 
@@ -963,9 +984,9 @@ def make_held(n, dtype_like):
     diagonal for :func:`lanes_factor` and :func:`form_held` (n, LANES), and
     :func:`apply_held`'s scratch ``V``, ``D``, ``G``."""
     dt = dtype_like.dtype
-    return (np.empty((n, n, LANES), dtype=dt), np.empty((n, LANES), dtype=dt),
-            np.empty((n, PANEL, LANES), dtype=dt), np.empty((PANEL, n, LANES), dtype=dt),
-            np.empty((PANEL, PANEL, LANES), dtype=dt))
+    return (lane_empty((n, n, LANES), dt), lane_empty((n, LANES), dt),
+            lane_empty((n, PANEL, LANES), dt), lane_empty((PANEL, n, LANES), dt),
+            lane_empty((PANEL, PANEL, LANES), dt))
 
 
 @jit(inline="always")

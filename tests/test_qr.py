@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenum import lanes, qr
+from lenum._jit import jit
 
 
 def lanes_one(A, Q, logs, work):
@@ -512,6 +513,27 @@ def test_shared_product_matches_per_lane_products(m, p, k, xr0, yr0, accumulate,
     untouched = np.ones(Y.shape[1], bool)
     untouched[yr0:yr0 + m] = False
     np.testing.assert_array_equal(got[:, untouched], Y[:, untouched])
+
+
+@jit
+def _lane_empty_of(shape, like):
+    return lanes.lane_empty(shape, like.dtype)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(0, 9), min_size=1, max_size=4).map(tuple),
+       dtype=st.sampled_from(DTYPES))
+def test_lane_empty_starts_on_a_cache_line(shape, dtype):
+    """Whatever numba's allocator returns (32-byte aligned), lane arrays start on 64
+    bytes, C-contiguous, of the shape and dtype asked, each its own memory."""
+    arrays = [_lane_empty_of(shape, np.empty(0, dtype)) for _ in range(8)]
+    for a in arrays:
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % lanes.ALIGN_BYTES == 0
+    for i, a in enumerate(arrays):
+        a[...] = i
+    for i, a in enumerate(arrays):
+        assert (a == i).all()  # no two overlap, none is cut short
 
 
 def test_shared_product_refuses_wrong_shapes():

@@ -14,7 +14,7 @@ layer's own rows of J where the tangent would multiply them by Q = I: that is
 import numpy as np
 
 from .._jit import jit
-from ..lanes import LANES, scale_add, shared_product
+from ..lanes import LANES, lane_empty, scale_add, shared_product
 from ..thin import thin_dot
 from .activations import sigmoid_and_slope, tanh_and_slope
 from .gru import gru_layer
@@ -47,7 +47,7 @@ def make_products(w_hh, shared, dtype_like):
     (:func:`lenum.cpu.shared_products`), (L, 2, G N, LANES), or none (G N = 0) for
     kernels that step one sequence at a time (``ln = -1``)."""
     rows = w_hh.shape[1] if shared else 0
-    return np.empty((w_hh.shape[0], 2, rows, LANES), dtype=dtype_like.dtype)
+    return lane_empty((w_hh.shape[0], 2, rows, LANES), dtype_like.dtype)
 
 
 @jit(inline="always")
@@ -387,10 +387,10 @@ def make_group_workspace(code, w_ih0, w_hh, k, dtype_like):
     lstm = code == LSTM
     n = L * (2 * N if lstm else N)
     dt = dtype_like.dtype
-    XA = np.empty((1, w_ih0.shape[1], LANES), dtype=dt)
-    HA = np.empty((1, n, LANES), dtype=dt)
-    HN = np.empty((1, n, LANES), dtype=dt)
-    P = np.empty((1, GN, LANES), dtype=dt)
-    GA = np.empty((k if lstm else 0, GN, LANES), dtype=dt)
-    D = np.empty((L, 6 if lstm else 1, N, LANES), dtype=dt)
+    XA = lane_empty((1, w_ih0.shape[1], LANES), dt)
+    HA = lane_empty((1, n, LANES), dt)
+    HN = lane_empty((1, n, LANES), dt)
+    P = lane_empty((1, GN, LANES), dt)
+    GA = lane_empty((k if lstm else 0, GN, LANES), dt)
+    D = lane_empty((L, 6 if lstm else 1, N, LANES), dt)
     return XA, HA, HN, P, GA, D
