@@ -30,13 +30,28 @@ NaN or Inf.
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 from ._jit import jit
 
-# blocks per group: one AVX2 register of float32, two of float64
+# blocks per group: one AVX2 register of float32, two of float64 (one of AVX-512)
 LANES = 8
+
+
+def _has_avx512():
+    """Whether numba compiles for a CPU with AVX-512 (32 vector registers of 64 bytes):
+    the features numba gives LLVM, the host's or NUMBA_CPU_FEATURES.  The register
+    blocking below depends on it; numba's cache keys its machine code by the same
+    features, so a cache moved to another CPU is not reused."""
+    features = config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    return "+avx512f" in features.split(",")
+
+
+AVX512 = _has_avx512()
 # up to this many columns the lanes win or tie (k = n = 256: float64 1.0x, float32
 # 1.36x); from 384 LAPACK's blocked QR is faster
 MAX_COLS = 256
@@ -321,6 +336,10 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
 WY_MIN_ROWS = 96
 WY_MIN_COLS = 16
 _WY_REFLECTORS, _WY_TARGETS = 4, 2
+# ... on registers of this many bytes: with AVX-512 a float64 lane-vector fills one, and
+# its accumulators in 256-bit halves took twice the instructions (1.3-1.6x slower
+# lanes_qr at k = n = 128-256; benchmarks/RESULTS.md, "AVX-512")
+_WY_VECTOR_BYTES = 64 if AVX512 else 32
 # the panel's reflectors over a chunk of rows take this much of the L1 cache
 _WY_CHUNK_BYTES = 16384
 
@@ -372,7 +391,7 @@ def _wy_codegen(update):
             context, builder, aty.dtype,
             [(vr0, vr0ty), (r0, r0ty), (nr, nrty), (c0, c0ty), (nc, ncty)], [(first, fty)])
         ity = r0.type
-        hc = 32 // align  # elements of a 256-bit register
+        hc = min(LANES, _WY_VECTOR_BYTES // align)  # elements of one vector register
         hv = ir.VectorType(vec.element, hc)
         n = _dim(context, builder, aty, a, 1)
         kd = _dim(context, builder, dty, d, 1)
@@ -689,11 +708,15 @@ def _scale_lanes(typingctx, A, off, nrows, S, soff, sgn):
 
 
 # rows x lane-columns of the output accumulated at once by _shared_product: each X
-# vector loaded is used for ROWS products and each W entry for COLS; 4 x 1 (float64,
-# 8 vector registers of accumulators) and 4 x 2 (float32) were the fastest of the
-# shapes measured (2 x 1 to 8 x 1 and 2 x 2 to 4 x 4; benchmarks/RESULTS.md)
-_PRODUCT_ROWS = 4
-_PRODUCT_COLS = {types.float64: 1, types.float32: 2}
+# vector loaded is used for ROWS products and each W entry for COLS; on AVX2, 4 x 1
+# (float64, 8 vector registers of accumulators) and 4 x 2 (float32) were the fastest of
+# the
+# shapes measured (2 x 1 to 8 x 1 and 2 x 2 to 4 x 4; benchmarks/RESULTS.md).  With
+# AVX-512 a float64 lane-vector fills one register, and 4 x 1 left the multiply-adds
+# waiting on each other (44 GFLOP/s on one core of a Xeon); 8 x 2, 16 of its 32
+# registers, ran 1.1-1.6x faster there.  float32 keeps 4 x 2: 4 x 4 was faster on the
+# product alone, no faster on whole spectra (0.92-1.09x; "AVX-512")
+_PRODUCT_TILE = {types.float64: (8, 2) if AVX512 else (4, 1), types.float32: (4, 2)}
 
 
 @intrinsic
@@ -765,14 +788,14 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
             return builder.mul(builder.sdiv(n, ir.Constant(ity, size)), ir.Constant(ity, size))
 
         def over_rows(c0, ncol):
-            full = blocked(rows, _PRODUCT_ROWS)
+            full = blocked(rows, tile_rows)
             with cgutils.for_range_slice(builder, zero, full,
-                                         ir.Constant(ity, _PRODUCT_ROWS)) as (i0, _):
-                tile(c0, ncol, i0, _PRODUCT_ROWS)
+                                         ir.Constant(ity, tile_rows)) as (i0, _):
+                tile(c0, ncol, i0, tile_rows)
             with cgutils.for_range_slice(builder, full, rows, one) as (i0, _):
                 tile(c0, ncol, i0, 1)
 
-        width = _PRODUCT_COLS[wty.dtype]
+        tile_rows, width = _PRODUCT_TILE[wty.dtype]
         full = blocked(k, width)
         with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, width)) as (c0, _):
             over_rows(c0, width)

@@ -5,6 +5,10 @@ diag(R) >= 0 and ``Q R = A``, ``logs = log|R_ii|``; a zero column gives -inf (ne
 NaN); NaN or Inf input gives NaN logs without raising.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -483,7 +487,7 @@ def _shared_product_oracle(W, X, xr0, Y, yr0, D, accumulate, scale):
 
 
 @given(
-    m=st.integers(1, 11),
+    m=st.integers(1, 19),
     p=st.one_of(st.integers(1, 11), st.integers(30, 70)),
     k=st.integers(1, 5),
     xr0=st.integers(0, 3),
@@ -495,9 +499,9 @@ def _shared_product_oracle(W, X, xr0, Y, yr0, D, accumulate, scale):
 )
 def test_shared_product_matches_per_lane_products(m, p, k, xr0, yr0, accumulate, scale,
                                                   dtype, seed):
-    """Every row-block and column remainder of the register tiles (rows 4 at a time,
-    columns 1 or 2), offsets, and both flags, against a product per lane; rows of Y
-    outside yr0 .. yr0 + m - 1 must not change."""
+    """Every row-block and column remainder of the register tiles (up to 8 rows and 4
+    columns at a time, lanes._PRODUCT_TILE), offsets, and both flags, against a product
+    per lane; rows of Y outside yr0 .. yr0 + m - 1 must not change."""
     rng = np.random.default_rng(seed)
     L = lanes.LANES
     W = rng.standard_normal((m, p)).astype(dtype)
@@ -534,6 +538,48 @@ def test_lane_empty_starts_on_a_cache_line(shape, dtype):
         a[...] = i
     for i, a in enumerate(arrays):
         assert (a == i).all()  # no two overlap, none is cut short
+
+
+_OTHER_TARGET = """
+import numpy as np
+from lenum import lanes
+assert not lanes.AVX512, "the AVX-512 features were not taken away"
+rng = np.random.default_rng(3)
+for dt, tol in (("float64", 1e-12), ("float32", 2e-4)):
+    W = rng.standard_normal((13, 40)).astype(dt)
+    X = rng.standard_normal((5, 40, lanes.LANES)).astype(dt)
+    Y = np.zeros((5, 13, lanes.LANES), dt)
+    D = np.ones((13, lanes.LANES), dt)
+    lanes.shared_product(W, X, 0, Y, 0, D, False, False)
+    want = np.einsum("ir,crl->cil", W.astype(float), X.astype(float))
+    assert np.abs(Y - want).max() < tol * 40, dt
+    for n, k in ((40, 40), (120, 120)):  # from 96 rows the compact-WY path
+        B = rng.standard_normal((lanes.LANES, n, k)).astype(dt)
+        A, logs, tau, ss, wy = lanes.make_lanes(n, k, B)
+        lanes.gather(B, lanes.LANES, A)
+        lanes.lanes_qr(A, logs, tau, ss, wy)
+        for ln in range(lanes.LANES):
+            r = np.linalg.qr(B[ln].astype(float), mode="r")
+            assert np.abs(logs[:, ln] - np.log(np.abs(np.diag(r)))).max() < tol * 100, (dt, n)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not lanes.AVX512, reason="the AVX2 code is what this CPU runs")
+def test_register_blocking_for_avx2_on_an_avx512_machine(tmp_path):
+    """This machine runs the AVX-512 register blocking; the AVX2 one (4 x 1 product
+    tiles in float64, 256-bit halves in the compact-WY passes) is what CPUs without
+    AVX-512 run.  Compiled here for the host's features less AVX-512, in a process of
+    its own, against NumPy."""
+    from numba.core.codegen import get_host_cpu_features
+
+    kept = [f for f in get_host_cpu_features().split(",")
+            if not f.startswith(("+avx512", "+avx10", "+evex512"))]
+    features = ",".join(kept + ["-avx512f"])
+    env = dict(os.environ, NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", _OTHER_TARGET], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_shared_product_refuses_wrong_shapes():
