@@ -332,8 +332,10 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
 # A/B against the pairs, `lanes_qr` on one group: 1.35-1.85x (float64) and 1.0-1.5x
 # (float32) at k = n from 96 rows; whole spectra at k = n 1.09-1.19x (float64) and
 # 1.05-1.17x (float32) from 128 rows, one thread; at 64 rows 0.93-0.98x, so not used
-# there (benchmarks/RESULTS.md, "A panel's reflectors as one block, kept")
-WY_MIN_ROWS = 96
+# there (benchmarks/RESULTS.md, "A panel's reflectors as one block, kept").  With
+# AVX-512 (whole registers, below) the block pays from 48 rows: lanes_qr 1.03-1.19x at
+# n = 48-80, whole spectra at n = 64 0.98-1.16x ("AVX-512")
+WY_MIN_ROWS = 48 if AVX512 else 96
 WY_MIN_COLS = 16
 _WY_REFLECTORS, _WY_TARGETS = 4, 2
 # ... on registers of this many bytes: with AVX-512 a float64 lane-vector fills one, and
