@@ -500,8 +500,9 @@ def _shared_product_oracle(W, X, xr0, Y, yr0, D, accumulate, scale):
 def test_shared_product_matches_per_lane_products(m, p, k, xr0, yr0, accumulate, scale,
                                                   dtype, seed):
     """Every row-block and column remainder of the register tiles (up to 8 rows and 4
-    columns at a time, lanes._PRODUCT_TILE), offsets, and both flags, against a product
-    per lane; rows of Y outside yr0 .. yr0 + m - 1 must not change."""
+    columns at a time, lanes._PRODUCT_TILE; with AVX-512 float32 columns joined in
+    pairs), offsets, and both flags, against a product per lane; rows of Y outside
+    yr0 .. yr0 + m - 1 must not change."""
     rng = np.random.default_rng(seed)
     L = lanes.LANES
     W = rng.standard_normal((m, p)).astype(dtype)
