@@ -18,9 +18,9 @@ numba.
 
 Sequences of one network share its matrices, so their tangents can be formed in the
 same layout (:func:`shared_product`: each entry of W broadcast against a lane-vector,
-at 30-43 GFLOP/s in float64 and 63-90 in float32 on one core; :func:`scale_add` for
-the per-unit coefficients of a gated cell), and a group's states and bases then stay
-interleaved from step to step.
+at 30-43 GFLOP/s in float64 and 63-90 in float32 on one AVX2 core, 59-79 and 98-144
+with AVX-512's register blocks; :func:`scale_add` for the per-unit coefficients of a
+gated cell), and a group's states and bases then stay interleaved from step to step.
 
 The QR's contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(R) >= 0,
 ``log|R_jj|``, ``-inf`` for a zero column (identity reflector), NaN for a block with a
@@ -712,8 +712,7 @@ def _scale_lanes(typingctx, A, off, nrows, S, soff, sgn):
 # rows x lane-columns of the output accumulated at once by _shared_product: each X
 # vector loaded is used for ROWS products and each W entry for COLS; on AVX2, 4 x 1
 # (float64, 8 vector registers of accumulators) and 4 x 2 (float32) were the fastest of
-# the
-# shapes measured (2 x 1 to 8 x 1 and 2 x 2 to 4 x 4; benchmarks/RESULTS.md).  With
+# the shapes measured (2 x 1 to 8 x 1 and 2 x 2 to 4 x 4; benchmarks/RESULTS.md).  With
 # AVX-512 a float64 lane-vector fills one register, and 4 x 1 left the multiply-adds
 # waiting on each other (44 GFLOP/s on one core of a Xeon); 8 x 2, 16 of its 32
 # registers, ran 1.5-1.8x faster there.  A float32 lane-vector fills half of one: there
@@ -989,7 +988,7 @@ def _wy_panel(A, p0, tau, V, G, D, gram, backwards, X, c0, nc):
 # lane-layout arrays start at a multiple of this many bytes: a cache line, and the width
 # of an AVX-512 register.  numba aligns its arrays to 32 bytes, so a 64-byte lane-vector
 # of float64 straddled two cache lines or not by chance, and a group's QR ran 1.3-1.6x
-# slower at n = 64-128 when it did (benchmarks/RESULTS.md, "Lane arrays on cache lines")
+# slower at n = 64-128 when it did (benchmarks/RESULTS.md, "AVX-512")
 ALIGN_BYTES = 64
 
 
