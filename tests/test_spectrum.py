@@ -1120,7 +1120,11 @@ def test_bases_held_beside_other_threads_only_reflector_by_reflector(monkeypatch
         with _numba_threads(2):
             two = lenum.lyapunov_spectrum(net, x, k=2 * N)
         assert calls and set(calls) == {beside}
-        np.testing.assert_allclose(two.per_sequence, one.per_sequence, rtol=1e-12,
+        # the most negative exponents carry the most round-off (their R_ii are far
+        # below ||J_t||): at n = 128 the last one differed by 2e-11 (relative 2.7e-12)
+        # between ormqr's blocks and one reflector at a time with the OpenBLAS of
+        # SciPy 1.17 on an AVX-512 Xeon
+        np.testing.assert_allclose(two.per_sequence, one.per_sequence, rtol=1e-10,
                                    atol=1e-12)
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one thread only: nothing runs side by side")
