@@ -19,14 +19,19 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import jit
-from .lanes import _c_array, _splat, _vectors
+from .lanes import AVX512, _c_array, _splat, _vectors
 
-# columns per vector of the kernel (two AVX2 registers of float64, one of float32)
+# columns per vector of the kernel (two AVX2 registers of float64, one of float32; one
+# AVX-512 register of float64, half of one of float32)
 _VEC = 8
 # columns of Y held at once, in vectors, and rows with them by the number of vectors:
-# accumulators for rows x columns vectors plus a row of X fit the 16 AVX2 registers
+# accumulators for rows x columns vectors plus a row of X fit the 16 AVX2 registers.
+# With AVX-512's 32 registers, a float64 vector in one, AVX2's 2 x 2 tiles left the
+# multiply-adds waiting on each other (44-49 GFLOP/s on one core of a Xeon, below its
+# BLAS); 6 x 2 ran 58-81 (benchmarks/RESULTS.md, "AVX-512")
 _COLS = 2
-_ROWS = {types.float64: {2: 2, 1: 4}, types.float32: {2: 4, 1: 12}}
+_ROWS = ({types.float64: {2: 6, 1: 12}, types.float32: {2: 8, 1: 16}} if AVX512 else
+         {types.float64: {2: 2, 1: 4}, types.float32: {2: 4, 1: 12}})
 # widest X for which this beats the BLAS (see thin_pays)
 MAX_COLS = 32
 

@@ -562,6 +562,15 @@ for dt, tol in (("float64", 1e-12), ("float32", 2e-4)):
         for ln in range(lanes.LANES):
             r = np.linalg.qr(B[ln].astype(float), mode="r")
             assert np.abs(logs[:, ln] - np.log(np.abs(np.diag(r)))).max() < tol * 100, (dt, n)
+from lenum.thin import thin_dot
+for dt in ("float64", "float32"):
+    for m, k in ((13, 16), (13, 8), (40, 24)):
+        A = rng.standard_normal((m, 30)).astype(dt)
+        X = rng.standard_normal((30, k)).astype(dt)
+        Y = np.empty((m, k), dt)
+        thin_dot(A, X, Y)
+        want = A.astype(float) @ X.astype(float)
+        assert np.abs(Y - want).max() < (1e-12 if dt == "float64" else 1e-4), (dt, m, k)
 print("ok")
 """
 
@@ -569,9 +578,9 @@ print("ok")
 @pytest.mark.skipif(not lanes.AVX512, reason="the AVX2 code is what this CPU runs")
 def test_register_blocking_for_avx2_on_an_avx512_machine(tmp_path):
     """This machine runs the AVX-512 register blocking; the AVX2 one (4 x 1 product
-    tiles in float64, 256-bit halves in the compact-WY passes) is what CPUs without
-    AVX-512 run.  Compiled here for the host's features less AVX-512, in a process of
-    its own, against NumPy."""
+    tiles in float64, 256-bit halves in the compact-WY passes, 2 x 2 tiles in
+    lenum.thin) is what CPUs without AVX-512 run.  Compiled here for the host's
+    features less AVX-512, in a process of its own, against NumPy."""
     from numba.core.codegen import get_host_cpu_features
 
     kept = [f for f in get_host_cpu_features().split(",")

@@ -58,9 +58,10 @@ def test_thin_dot_matches_the_exact_product(m, p, k, dtype, seed, r0, s0):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("k", [8, 16, 24, 32])
 def test_kernel_itself_on_every_tile_shape(dtype, k):
-    # rows not a multiple of any tile, one vector-column left over at k = 8, 24
+    # rows not a multiple of any tile (2-16 rows, lenum.thin._ROWS), one vector-column
+    # left over at k = 8, 24
     rng = np.random.default_rng(k)
-    for m in (1, 2, 3, 5, 7, 9, 33):
+    for m in (1, 2, 3, 5, 7, 9, 13, 17, 33, 50):
         A = rng.standard_normal((m, 37)).astype(dtype)
         X = rng.standard_normal((37, k)).astype(dtype)
         Y = np.empty((m, k), dtype)
