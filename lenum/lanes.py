@@ -715,7 +715,7 @@ def _scale_lanes(typingctx, A, off, nrows, S, soff, sgn):
 # the shapes measured (2 x 1 to 8 x 1 and 2 x 2 to 4 x 4; benchmarks/RESULTS.md).  With
 # AVX-512 a float64 lane-vector fills one register, and 4 x 1 left the multiply-adds
 # waiting on each other (44 GFLOP/s on one core of a Xeon); 8 x 2, 16 of its 32
-# registers, ran 1.5-1.8x faster there.  A float32 lane-vector fills half of one: there
+# registers, ran 1.3-1.8x faster there.  A float32 lane-vector fills half of one: there
 # lane-columns are joined in pairs, 8 x 4 tiles in 16 registers, 98-144 GFLOP/s against
 # 76-80 for 4 x 2 half-filled ("AVX-512")
 _PRODUCT_TILE = {types.float64: (8, 2) if AVX512 else (4, 1),

@@ -28,7 +28,8 @@ _VEC = 8
 # accumulators for rows x columns vectors plus a row of X fit the 16 AVX2 registers.
 # With AVX-512's 32 registers, a float64 vector in one, AVX2's 2 x 2 tiles left the
 # multiply-adds waiting on each other (44-49 GFLOP/s on one core of a Xeon, below its
-# BLAS); 6 x 2 ran 58-81 (benchmarks/RESULTS.md, "AVX-512")
+# BLAS); 6 x 2 ran 71-81 at 64-256 rows, 48-62 at 32 (benchmarks/RESULTS.md,
+# "AVX-512")
 _COLS = 2
 _ROWS = ({types.float64: {2: 6, 1: 12}, types.float32: {2: 8, 1: 16}} if AVX512 else
          {types.float64: {2: 2, 1: 4}, types.float32: {2: 4, 1: 12}})
