@@ -122,3 +122,152 @@ def thin_dot(A, X, Y):
         _thin_product(A, X, Y)
     else:
         np.dot(A, X, Y)
+
+
+# rows of a gated product's tile: one vector register of them (AVX-512's 64 bytes or
+# AVX2's 32), and its column chunks, widest first: with AVX-512 16 accumulators and a
+# row of A take 17 of 32 registers, with AVX2 8 of 16
+_GATED_BYTES = 64 if AVX512 else 32
+_GATED_COLS = (16, 8) if AVX512 else (8,)
+
+
+@intrinsic
+def _gated_product(typingctx, P, C, D, X, Y):
+    """``Y = (sum_g diag(C[g]) W_g + diag(D)) @ X`` with the W_g packed in ``P``
+    (:func:`gated_pack`), C (G, n), D (n,), X (n, k), Y (n, k), C-contiguous, k a
+    multiple of 8 and n of the tile rows.  Shapes are the caller's to check."""
+    if not (_c_array(P, 4) and _c_array(C, 2) and _c_array(D, 1) and _c_array(X, 2)
+            and _c_array(Y, 2) and P.dtype == C.dtype == D.dtype == X.dtype == Y.dtype):
+        return None
+    sig = types.void(P, C, D, X, Y)
+
+    def codegen(context, builder, signature, args):
+        p, c, d, x, y = args
+        pty, cty, dty, xty, yty = signature.args
+        fp = context.get_value_type(pty.dtype)
+        size = context.get_abi_sizeof(fp)
+        V = _GATED_BYTES // size
+        vec = ir.VectorType(fp, V)
+        fl = ("contract",)
+        pa = context.make_array(pty)(context, builder, p)
+        n = builder.extract_value(pa.shape, 1)
+        G = builder.extract_value(pa.shape, 2)
+        k = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
+        xa = context.make_array(xty)(context, builder, x)
+        ya = context.make_array(yty)(context, builder, y)
+        da = context.make_array(dty)(context, builder, d)
+        ity = n.type
+        zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
+        zeros = ir.Constant(vec, [ir.Constant(fp, 0.0)] * V)
+        i32 = ir.IntType(32)
+
+        def const(v):
+            return ir.Constant(ity, v)
+
+        def tile(i0, c0, kc, ng):
+            # rows i0 .. i0 + V of Y (one vector), columns c0 .. c0 + kc (one accumulator
+            # each); a row of the tile's A formed in a register from the G packed rows
+            # of W and the rows' coefficients, then multiplied by X's row, element by
+            # element broadcast
+            coefs = [builder.load(_vectors(context, builder, cty, c,
+                                           builder.add(builder.mul(const(g), n), i0), vec),
+                                  align=size) for g in range(ng)]
+            accs = [cgutils.alloca_once_value(builder, zeros) for _ in range(kc)]
+            base = builder.mul(builder.mul(i0, n), const(ng))  # the tile's packed block
+
+            def column(j, on_diagonal):
+                row = builder.add(base, builder.mul(j, const(ng * V)))
+                a = None
+                for g in range(ng):
+                    w = builder.load(_vectors(context, builder, pty, p,
+                                              builder.add(row, const(g * V)), vec),
+                                     align=size)
+                    # not fused: A's entries round as the formed matrix's would
+                    t = builder.fmul(coefs[g], w)
+                    a = t if a is None else builder.fadd(a, t)
+                if on_diagonal:  # column j holds D[j] in row j, the tile's lane j - i0
+                    lane = builder.trunc(builder.sub(j, i0), i32)
+                    dj = builder.load(builder.gep(da.data, [j]))
+                    a = builder.insert_element(a, builder.fadd(builder.extract_element(a, lane),
+                                                               dj), lane)
+                xrow = builder.gep(xa.data, [builder.add(builder.mul(j, k), c0)])
+                for q in range(kc):
+                    s = _splat(builder, vec, builder.load(builder.gep(xrow, [const(q)])))
+                    acc = accs[q]
+                    builder.store(builder.fadd(builder.load(acc), builder.fmul(a, s, flags=fl),
+                                               flags=fl), acc)
+
+            end = builder.add(i0, const(V))
+            for lo, hi, on in ((zero, i0, False), (i0, end, True), (end, n, False)):
+                with cgutils.for_range_slice(builder, lo, hi, one) as (j, _):
+                    column(j, on)
+            for q in range(kc):
+                v = builder.load(accs[q])
+                col = builder.add(c0, const(q))
+                for r in range(V):
+                    py = builder.gep(ya.data, [builder.add(builder.mul(builder.add(i0, const(r)),
+                                                                       k), col)])
+                    builder.store(builder.extract_element(v, ir.Constant(i32, r)), py)
+
+        def over_tiles(ng):
+            with cgutils.for_range_slice(builder, zero, n, const(V)) as (i0, _):
+                done = zero
+                for kc in _GATED_COLS:
+                    full = builder.add(done, builder.mul(
+                        builder.sdiv(builder.sub(k, done), const(kc)), const(kc)))
+                    with cgutils.for_range_slice(builder, done, full, const(kc)) as (c0, _):
+                        tile(i0, c0, kc, ng)
+                    done = full
+
+        # the gate count is a run-time shape: code for the GRU's 3 (one loop each, so
+        # that every load and product is unrolled)
+        with builder.if_then(builder.icmp_signed("==", G, const(3))):
+            over_tiles(3)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit
+def gated_rows(dtype_like):
+    """Rows of a gated product's tile for arrays of ``dtype_like``'s dtype: the
+    multiple of which n must be (:func:`gated_pays`)."""
+    return _GATED_BYTES // dtype_like.itemsize
+
+
+@jit
+def gated_pays(n, k, dtype_like):
+    """Whether :func:`gated_dot` runs for n rows and X of ``k`` columns."""
+    return k % _VEC == 0 and 0 < k <= MAX_COLS and n % gated_rows(dtype_like) == 0
+
+
+@jit
+def gated_pack(W, order, P):
+    """Pack the n x n blocks ``W[order[g] n : (order[g] + 1) n]`` of W (G n, n) into P
+    (n / V, n, G, V) for :func:`gated_dot`: ``P[t, j, g, v] = W_g[t V + v, j]``, so that
+    a tile of V rows reads its blocks as one stream."""
+    nt, n, G, V = P.shape
+    for t in range(nt):
+        for j in range(n):
+            for g in range(G):
+                r0 = order[g] * n + t * V
+                for v in range(V):
+                    P[t, j, g, v] = W[r0 + v, j]
+
+
+@jit
+def gated_dot(P, C, D, X, Y):
+    """``Y = (sum_g diag(C[g]) W_g + diag(D)) @ X``, the W_g packed in P by
+    :func:`gated_pack`:
+    a gated cell's Jacobian block formed a row of a tile at a time, in registers, and
+    multiplied by a thin X (:func:`gated_pays`; 3 gates).
+
+    The dense block of a GRU's Jacobian is such a sum: formed in memory, its N x N
+    entries cost more than its product with 16 columns at N >= 128, the three blocks of
+    W read from L2 or beyond for every sequence and step (benchmarks/RESULTS.md,
+    "Gated products").  Each entry of A is rounded as the formed matrix's would be
+    (``C[0] W_0 + C[1] W_1 + C[2] W_2``, then ``+ D`` on the diagonal), and each output
+    sums over its row in order, as :func:`thin_dot` does: the result is
+    ``thin_dot`` of the formed matrix to the bit.
+    """
+    _gated_product(P, C, D, X, Y)

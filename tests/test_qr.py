@@ -571,6 +571,21 @@ for dt in ("float64", "float32"):
         thin_dot(A, X, Y)
         want = A.astype(float) @ X.astype(float)
         assert np.abs(Y - want).max() < (1e-12 if dt == "float64" else 1e-4), (dt, m, k)
+from lenum.thin import gated_dot, gated_pack, gated_rows
+for dt in ("float64", "float32"):
+    for n, k in ((16, 8), (32, 24)):  # tiles of 4 or 8 rows, column chunks of 8
+        W = rng.standard_normal((3 * n, n)).astype(dt)
+        C, D = rng.standard_normal((3, n)).astype(dt), rng.standard_normal(n).astype(dt)
+        V = gated_rows(W)
+        assert V == 32 // W.itemsize
+        P = np.empty((n // V, n, 3, V), dt)
+        gated_pack(W, np.array([1, 0, 2]), P)
+        X = rng.standard_normal((n, k)).astype(dt)
+        Y = np.empty((n, k), dt)
+        gated_dot(P, C, D, X, Y)
+        A = C[0][:, None] * W[n:2 * n] + C[1][:, None] * W[:n] + C[2][:, None] * W[2 * n:]
+        want = (A.astype(float) + np.diag(D.astype(float))) @ X.astype(float)
+        assert np.abs(Y - want).max() < (1e-12 if dt == "float64" else 1e-4), (dt, n, k)
 print("ok")
 """
 
@@ -579,7 +594,8 @@ print("ok")
 def test_register_blocking_for_avx2_on_an_avx512_machine(tmp_path):
     """This machine runs the AVX-512 register blocking; the AVX2 one (4 x 1 product
     tiles in float64, 256-bit halves in the compact-WY passes, 2 x 2 tiles in
-    lenum.thin) is what CPUs without AVX-512 run.  Compiled here for the host's
+    lenum.thin, gated products' tiles of one 256-bit vector) is what CPUs without
+    AVX-512 run.  Compiled here for the host's
     features less AVX-512, in a process of its own, against NumPy."""
     from numba.core.codegen import get_host_cpu_features
 

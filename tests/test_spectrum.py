@@ -552,6 +552,38 @@ def test_gru_groups_holding_their_bases_match_oracle(monkeypatch, cell, N, L, th
         np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k", [8, 16])
+def test_gru_gated_products_match_oracle(k, threads):
+    """GRU layers whose tangent is a gated product (lenum.thin.gated_dot, the Jacobian
+    block never formed): N = 16 units (whole tiles in both dtypes), 2 layers (the
+    second through the chain from the first), k = 8 and 16 of n = 32.  B = 10: a group
+    of 8 with the interleaved QR and 2 one by one (one thread), or one padded group per
+    thread.  float64 against the oracle per sequence; float32 against float64."""
+    from lenum.cells.stack import GRU, make_workspace
+
+    rng = np.random.default_rng(17)
+    N, d, L, B, T, warmup = 16, 3, 2, 10, 30, 3
+    w, net, x, h0, _ = _oracle_problem("gru", rng, N, d, L, B, T)
+    n = net.state_size
+    for dt in (np.float64, np.float32):  # the path under test is the one taken
+        M = make_workspace(GRU, np.zeros((3 * N, d), dt), np.zeros((L, 3 * N, N), dt), k,
+                           np.empty(1, dt))[0]
+        assert M.shape == (N + 3 * N * L, N)
+    q0 = naive.random_orthonormal(n, k, rng)
+    with _numba_threads(threads):
+        r64 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0)
+        r32 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0, dtype="float32")
+    s0 = naive.state_from_h0("gru", h0, None)
+    for b in range(B):
+        _, jac = naive.trajectory("gru", w, L, x[b], s0[b])
+        exps = naive.lyapunov_spectrum(jac, q0, warmup, 1)
+        tol, _ = _oracle_tolerance(jac, q0, warmup, 1)
+        np.testing.assert_allclose(r64.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(r32.per_sequence[b], r64.per_sequence[b], rtol=0,
+                                   atol=_float32_tolerance(jac, q0, warmup))
+
+
 def test_which_gru_groups_hold_their_bases():
     from lenum import cpu
     from lenum.cells.stack import GRU, GRU_RB, LSTM, RNN_TANH

@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from lenum.thin import MAX_COLS, _thin_product, thin_dot, thin_pays
+from lenum.thin import (
+    MAX_COLS,
+    _thin_product,
+    gated_dot,
+    gated_pack,
+    gated_pays,
+    gated_rows,
+    thin_dot,
+    thin_pays,
+)
 
 
 def _oracle(A, X):
@@ -91,3 +100,71 @@ def test_empty_inner_dimension_gives_zeros():
     Y = np.full((3, 16), np.nan)
     thin_dot(np.empty((3, 0)), np.empty((0, 16)), Y)
     assert np.all(Y == 0.0)
+
+
+_GATES = np.array([1, 0, 2])  # the GRU's order: W_hz, W_hr, W_hn
+
+
+def _formed(W, C, D):
+    # the gated block as the cells form it, entry by entry in the working precision
+    n = W.shape[1]
+    A = C[0][:, None] * W[n:2 * n] + C[1][:, None] * W[:n] + C[2][:, None] * W[2 * n:]
+    A[np.arange(n), np.arange(n)] += D
+    return A
+
+
+@njit(cache=False)
+def _gated_rows_of(P, C, D, X, Y, r0, s0):
+    # the GRU layer's call pattern: row slices of the basis and the tangent
+    n = P.shape[1]
+    gated_dot(P, C, D, X[r0:r0 + n], Y[s0:s0 + n])
+
+
+@settings(max_examples=40, deadline=None)
+@given(tiles=st.integers(1, 6), k=st.sampled_from([8, 16, 24, 32]),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2 ** 32 - 1),
+       r0=st.integers(0, 3), s0=st.integers(0, 3))
+def test_gated_dot_is_the_formed_block_times_x(tiles, k, dtype, seed, r0, s0):
+    """gated_dot equals thin_dot of the block formed in memory, to the bit (same
+    rounding of each entry, same order of each sum), within the exact product's
+    bound, and writes only its rows."""
+    rng = np.random.default_rng(seed)
+    n = tiles * gated_rows(np.empty(1, dtype))
+    W = rng.standard_normal((3 * n, n)).astype(dtype)
+    C = rng.standard_normal((3, n)).astype(dtype)
+    D = rng.standard_normal(n).astype(dtype)
+    P = np.empty((n // gated_rows(W), n, 3, gated_rows(W)), dtype)
+    gated_pack(W, _GATES, P)
+    X = np.zeros((n + r0 + 2, k), dtype)
+    X[r0:r0 + n] = rng.standard_normal((n, k))
+    Y = np.full((n + s0 + 2, k), np.nan, dtype)
+    _gated_rows_of(P, C, D, X, Y, r0, s0)
+    got = Y[s0:s0 + n]
+    A = _formed(W, C, D)
+    want = np.empty((n, k), dtype)
+    thin_dot(A, X[r0:r0 + n], want)
+    np.testing.assert_array_equal(got, want)
+    err = np.abs(got.astype(np.longdouble) - _oracle(A, X[r0:r0 + n]))
+    assert np.all(err <= _bound(A, X[r0:r0 + n]))
+    assert np.all(np.isnan(Y[:s0])) and np.all(np.isnan(Y[s0 + n:]))
+
+
+def test_gated_pack_layout():
+    # P[t, j, g, v] = W_g[t V + v, j], W_g the block order[g] of W
+    V = gated_rows(np.empty(1))
+    n = 2 * V
+    W = np.arange(3 * n * n, dtype=np.float64).reshape(3 * n, n)
+    P = np.empty((2, n, 3, V))
+    gated_pack(W, _GATES, P)
+    for t, j, g, v in [(0, 0, 0, 0), (1, 3, 2, V - 1), (0, n - 1, 1, 2), (1, 0, 0, 1)]:
+        assert P[t, j, g, v] == W[_GATES[g] * n + t * V + v, j]
+
+
+def test_gated_pays_for_whole_tiles_and_thin_x():
+    V64, V32 = gated_rows(np.empty(1)), gated_rows(np.empty(1, np.float32))
+    assert V64 in (4, 8) and V32 == 2 * V64
+    one = np.empty(1)
+    assert gated_pays(4 * V64, 16, one) and gated_pays(V64, 8, one)
+    assert not gated_pays(4 * V64 + 1, 16, one)  # rows not whole tiles
+    assert not gated_pays(4 * V64, 12, one) and not gated_pays(4 * V64, 40, one)
+    assert not gated_pays(V64, 16, np.empty(1, np.float32))

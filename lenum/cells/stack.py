@@ -15,7 +15,7 @@ import numpy as np
 
 from .._jit import jit
 from ..lanes import LANES, lane_empty, scale_add, shared_product
-from ..thin import thin_dot
+from ..thin import gated_dot, gated_pack, gated_pays, gated_rows, thin_dot
 from .activations import sigmoid_and_slope, tanh_and_slope
 from .gru import gru_layer
 from .gru_reset_before import gru_reset_before_layer
@@ -28,17 +28,34 @@ RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RB = 0, 1, 2, 3, 4
 @jit
 def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     """Per-sequence scratch arrays for the stack steps (:func:`vanilla_stack_step`...)."""
-    N = w_hh.shape[2]
+    L, N = w_hh.shape[0], w_hh.shape[2]
     S = 2 * N if code == LSTM else N
     # the vanilla cells never form J's blocks (their tangent is D (W Q)): no M, Bin
     rows = 0 if code == RNN_TANH or code == RNN_RELU else S
-    M = np.empty((rows, N), dtype=dtype_like.dtype)
+    if code == GRU and gated_pays(N, k, dtype_like):
+        # below the block, each layer's W_hh packed for gated_dot (_gru_layer)
+        M = lane_empty((N + 3 * N * L, N), dtype_like.dtype)
+        for layer in range(L):
+            gated_pack(w_hh[layer], _GRU_GATES, _packed(M, layer, N))
+    else:
+        M = np.empty((rows, N), dtype=dtype_like.dtype)
     Bin = np.empty((rows, N), dtype=dtype_like.dtype)  # only layers > 0 (input N) use it
     diag = np.empty((2, N), dtype=dtype_like.dtype)
     tmp = np.empty((S, k), dtype=dtype_like.dtype)
     # the affine parts (cells.affine) and, for the gated cells, per-unit coefficients
     gates = np.empty((4, w_hh.shape[1]), dtype=dtype_like.dtype)
     return M, Bin, diag, tmp, gates
+
+
+# the GRU's W_hh blocks in the order of its Jacobian's sum (lenum.cells.gru): z, r, n
+_GRU_GATES = np.array([1, 0, 2])
+
+
+@jit(inline="always")
+def _packed(M, layer, N):
+    # layer's packed W_hh below the first N rows of M (make_workspace)
+    V = gated_rows(M)
+    return M[N * (1 + 3 * layer):N * (4 + 3 * layer)].reshape((N // V, N, 3, V))
 
 
 @jit
@@ -103,7 +120,7 @@ def _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp):
         if identity:
             _rows_of_j(M, Z, r0, N)
         else:
-            thin_dot(M, Q[r0:r0 + N], Z[r0:r0 + N])
+            thin_dot(M[:N], Q[r0:r0 + N], Z[r0:r0 + N])
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
 
 
@@ -139,9 +156,17 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
 def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, Bin, diag,
                tmp, gates, tangent, identity, pre, ln_in, ln_h):
     N = w_hh.shape[1]
-    gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin, tangent,
-              tangent and layer > 0, gates, pre, ln_in, ln_h)
-    _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp)
+    # the tangent without forming J's block, where make_workspace packed W_hh for it
+    gated = tangent and not identity and M.shape[0] > N
+    gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin,
+              tangent and not gated, tangent and layer > 0, gates, pre, ln_in, ln_h)
+    if gated:
+        # gru_layer's coefficients: of W_hz, W_hr, W_hn in gates[2], z on the diagonal
+        gated_dot(_packed(M, layer, N), gates[2].reshape((3, N)), gates[3, N:2 * N],
+                  Q[r0:r0 + N], Z[r0:r0 + N])
+        _chain_below(layer, Bin, Z, r0, N, N, tmp)
+    else:
+        _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp)
 
 
 @jit(inline="always")
