@@ -126,20 +126,27 @@ def thin_dot(A, X, Y):
 
 # rows of a gated product's tile: one vector register of them (AVX-512's 64 bytes or
 # AVX2's 32), and its column chunks, widest first: with AVX-512 16 accumulators and a
-# row of A take 17 of 32 registers, with AVX2 8 of 16
+# row of A take 17 of 32 registers, with AVX2 8 of 16.  The LSTM's tiles hold two
+# blocks of rows (h and c), so half the columns.
 _GATED_BYTES = 64 if AVX512 else 32
-_GATED_COLS = (16, 8) if AVX512 else (8,)
+_GATED_COLS = {"gru": (16, 8) if AVX512 else (8,), "lstm": (8,) if AVX512 else (4,)}
 
 
-@intrinsic
-def _gated_product(typingctx, P, C, D, X, Y):
-    """``Y = (sum_g diag(C[g]) W_g + diag(D)) @ X`` with the W_g packed in ``P``
-    (:func:`gated_pack`), C (G, n), D (n,), X (n, k), Y (n, k), C-contiguous, k a
-    multiple of 8 and n of the tile rows.  Shapes are the caller's to check."""
-    if not (_c_array(P, 4) and _c_array(C, 2) and _c_array(D, 1) and _c_array(X, 2)
-            and _c_array(Y, 2) and P.dtype == C.dtype == D.dtype == X.dtype == Y.dtype):
-        return None
-    sig = types.void(P, C, D, X, Y)
+def _gated_intrinsic(cell):
+    """The kernel of :func:`gated_dot` (``cell`` "gru") or :func:`lstm_gated_dot`
+    ("lstm"): a tile's rows of the Jacobian block formed a column at a time in vector
+    registers from the packed W (:func:`gated_pack`) and multiplied by X's row, its
+    entries broadcast.  Arrays C-contiguous, k a multiple of 8, n of the tile rows:
+    the caller checks."""
+    lstm = cell == "lstm"
+    ng = 4 if lstm else 3
+
+    @intrinsic
+    def kernel(typingctx, P, C, D, X, Y):
+        if not (_c_array(P, 4) and _c_array(C, 2) and _c_array(D, 1) and _c_array(X, 2)
+                and _c_array(Y, 2) and P.dtype == C.dtype == D.dtype == X.dtype == Y.dtype):
+            return None
+        return types.void(P, C, D, X, Y), codegen
 
     def codegen(context, builder, signature, args):
         p, c, d, x, y = args
@@ -149,9 +156,7 @@ def _gated_product(typingctx, P, C, D, X, Y):
         V = _GATED_BYTES // size
         vec = ir.VectorType(fp, V)
         fl = ("contract",)
-        pa = context.make_array(pty)(context, builder, p)
-        n = builder.extract_value(pa.shape, 1)
-        G = builder.extract_value(pa.shape, 2)
+        n = builder.extract_value(context.make_array(pty)(context, builder, p).shape, 1)
         k = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
         xa = context.make_array(xty)(context, builder, x)
         ya = context.make_array(yty)(context, builder, y)
@@ -164,68 +169,79 @@ def _gated_product(typingctx, P, C, D, X, Y):
         def const(v):
             return ir.Constant(ity, v)
 
-        def tile(i0, c0, kc, ng):
-            # rows i0 .. i0 + V of Y (one vector), columns c0 .. c0 + kc (one accumulator
-            # each); a row of the tile's A formed in a register from the G packed rows
-            # of W and the rows' coefficients, then multiplied by X's row, element by
-            # element broadcast
-            coefs = [builder.load(_vectors(context, builder, cty, c,
-                                           builder.add(builder.mul(const(g), n), i0), vec),
-                                  align=size) for g in range(ng)]
-            accs = [cgutils.alloca_once_value(builder, zeros) for _ in range(kc)]
+        def vload(aty, arr, offset):
+            return builder.load(_vectors(context, builder, aty, arr, offset, vec), align=size)
+
+        def tile(i0, c0, kc):
+            # rows i0 .. i0 + V of Y (one vector; the LSTM's also rows n + i0 ..), columns
+            # c0 .. c0 + kc, one accumulator each
+            coefs = [vload(cty, c, builder.add(builder.mul(const(g), n), i0))
+                     for g in range(ng)]
+            dv = vload(dty, d, i0) if lstm else None
+            blocks = 2 if lstm else 1
+            accs = [[cgutils.alloca_once_value(builder, zeros) for _ in range(kc)]
+                    for _ in range(blocks)]
             base = builder.mul(builder.mul(i0, n), const(ng))  # the tile's packed block
 
             def column(j, on_diagonal):
                 row = builder.add(base, builder.mul(j, const(ng * V)))
-                a = None
-                for g in range(ng):
-                    w = builder.load(_vectors(context, builder, pty, p,
-                                              builder.add(row, const(g * V)), vec),
-                                     align=size)
-                    # not fused: A's entries round as the formed matrix's would
-                    t = builder.fmul(coefs[g], w)
-                    a = t if a is None else builder.fadd(a, t)
-                if on_diagonal:  # column j holds D[j] in row j, the tile's lane j - i0
-                    lane = builder.trunc(builder.sub(j, i0), i32)
-                    dj = builder.load(builder.gep(da.data, [j]))
-                    a = builder.insert_element(a, builder.fadd(builder.extract_element(a, lane),
-                                                               dj), lane)
+                w = [vload(pty, p, builder.add(row, const(g * V))) for g in range(ng)]
+                # not fused: the entries round as the cells' formed blocks do
+                # (lenum.cells.gru, lenum.cells.lstm); x * y + u * v = u * v + x * y
+                a = builder.fadd(builder.fadd(builder.fmul(coefs[0], w[0]),
+                                              builder.fmul(coefs[1], w[1])),
+                                 builder.fmul(coefs[2], w[2]))
+                if lstm:  # a = dc'/dh's column; dh'/dh's = C[3] W_o + D dc'/dh
+                    cols = [builder.fadd(builder.fmul(coefs[3], w[3]), builder.fmul(dv, a)), a]
+                else:
+                    if on_diagonal:  # D[j] in row j, the tile's lane j - i0
+                        lane = builder.trunc(builder.sub(j, i0), i32)
+                        dj = builder.load(builder.gep(da.data, [j]))
+                        a = builder.insert_element(
+                            a, builder.fadd(builder.extract_element(a, lane), dj), lane)
+                    cols = [a]
                 xrow = builder.gep(xa.data, [builder.add(builder.mul(j, k), c0)])
                 for q in range(kc):
                     s = _splat(builder, vec, builder.load(builder.gep(xrow, [const(q)])))
-                    acc = accs[q]
-                    builder.store(builder.fadd(builder.load(acc), builder.fmul(a, s, flags=fl),
-                                               flags=fl), acc)
+                    for col, block in zip(cols, accs):
+                        acc = block[q]
+                        builder.store(builder.fadd(builder.load(acc),
+                                                   builder.fmul(col, s, flags=fl), flags=fl),
+                                      acc)
 
-            end = builder.add(i0, const(V))
-            for lo, hi, on in ((zero, i0, False), (i0, end, True), (end, n, False)):
-                with cgutils.for_range_slice(builder, lo, hi, one) as (j, _):
-                    column(j, on)
-            for q in range(kc):
-                v = builder.load(accs[q])
-                col = builder.add(c0, const(q))
-                for r in range(V):
-                    py = builder.gep(ya.data, [builder.add(builder.mul(builder.add(i0, const(r)),
-                                                                       k), col)])
-                    builder.store(builder.extract_element(v, ir.Constant(i32, r)), py)
+            if lstm:
+                with cgutils.for_range_slice(builder, zero, n, one) as (j, _):
+                    column(j, False)
+            else:
+                end = builder.add(i0, const(V))
+                for lo, hi, on in ((zero, i0, False), (i0, end, True), (end, n, False)):
+                    with cgutils.for_range_slice(builder, lo, hi, one) as (j, _):
+                        column(j, on)
+            for b, block in enumerate(accs):
+                r0 = builder.add(i0, n) if b else i0
+                for q in range(kc):
+                    v = builder.load(block[q])
+                    col = builder.add(c0, const(q))
+                    for r in range(V):
+                        py = builder.gep(ya.data, [
+                            builder.add(builder.mul(builder.add(r0, const(r)), k), col)])
+                        builder.store(builder.extract_element(v, ir.Constant(i32, r)), py)
 
-        def over_tiles(ng):
-            with cgutils.for_range_slice(builder, zero, n, const(V)) as (i0, _):
-                done = zero
-                for kc in _GATED_COLS:
-                    full = builder.add(done, builder.mul(
-                        builder.sdiv(builder.sub(k, done), const(kc)), const(kc)))
-                    with cgutils.for_range_slice(builder, done, full, const(kc)) as (c0, _):
-                        tile(i0, c0, kc, ng)
-                    done = full
-
-        # the gate count is a run-time shape: code for the GRU's 3 (one loop each, so
-        # that every load and product is unrolled)
-        with builder.if_then(builder.icmp_signed("==", G, const(3))):
-            over_tiles(3)
+        with cgutils.for_range_slice(builder, zero, n, const(V)) as (i0, _):
+            done = zero
+            for kc in _GATED_COLS[cell]:
+                full = builder.add(done, builder.mul(
+                    builder.sdiv(builder.sub(k, done), const(kc)), const(kc)))
+                with cgutils.for_range_slice(builder, done, full, const(kc)) as (c0, _):
+                    tile(i0, c0, kc)
+                done = full
         return context.get_dummy_value()
 
-    return sig, codegen
+    return kernel
+
+
+_gated_product = _gated_intrinsic("gru")
+_lstm_product = _gated_intrinsic("lstm")
 
 
 @jit
@@ -244,8 +260,9 @@ def gated_pays(n, k, dtype_like):
 @jit
 def gated_pack(W, order, P):
     """Pack the n x n blocks ``W[order[g] n : (order[g] + 1) n]`` of W (G n, n) into P
-    (n / V, n, G, V) for :func:`gated_dot`: ``P[t, j, g, v] = W_g[t V + v, j]``, so that
-    a tile of V rows reads its blocks as one stream."""
+    (n / V, n, G, V) for :func:`gated_dot` and :func:`lstm_gated_dot`:
+    ``P[t, j, g, v] = W_g[t V + v, j]``, so that a tile of V rows reads its blocks as
+    one stream."""
     nt, n, G, V = P.shape
     for t in range(nt):
         for j in range(n):
@@ -271,3 +288,12 @@ def gated_dot(P, C, D, X, Y):
     ``thin_dot`` of the formed matrix to the bit.
     """
     _gated_product(P, C, D, X, Y)
+
+
+@jit
+def lstm_gated_dot(P, C, D, X, Y):
+    """The LSTM's :func:`gated_dot`: ``Y[:n] = (C[3] W_3 + D A) @ X`` and
+    ``Y[n:] = A @ X`` with ``A = sum_{g < 3} diag(C[g]) W_g``, the W_g packed in P
+    (4 gates), Y (2 n, k): the h and c rows of an LSTM layer's Jacobian times the basis
+    rows of its h (:mod:`lenum.cells.lstm`; the entries round as its formed block's)."""
+    _lstm_product(P, C, D, X, Y)

@@ -571,7 +571,7 @@ for dt in ("float64", "float32"):
         thin_dot(A, X, Y)
         want = A.astype(float) @ X.astype(float)
         assert np.abs(Y - want).max() < (1e-12 if dt == "float64" else 1e-4), (dt, m, k)
-from lenum.thin import gated_dot, gated_pack, gated_rows
+from lenum.thin import gated_dot, gated_pack, gated_rows, lstm_gated_dot
 for dt in ("float64", "float32"):
     for n, k in ((16, 8), (32, 24)):  # tiles of 4 or 8 rows, column chunks of 8
         W = rng.standard_normal((3 * n, n)).astype(dt)
@@ -586,6 +586,16 @@ for dt in ("float64", "float32"):
         A = C[0][:, None] * W[n:2 * n] + C[1][:, None] * W[:n] + C[2][:, None] * W[2 * n:]
         want = (A.astype(float) + np.diag(D.astype(float))) @ X.astype(float)
         assert np.abs(Y - want).max() < (1e-12 if dt == "float64" else 1e-4), (dt, n, k)
+        W4 = rng.standard_normal((4 * n, n)).astype(dt)  # the LSTM's, tiles of 4 columns
+        C4 = rng.standard_normal((4, n)).astype(dt)
+        P4 = np.empty((n // V, n, 4, V), dt)
+        gated_pack(W4, np.arange(4), P4)
+        Y2 = np.empty((2 * n, k), dt)
+        lstm_gated_dot(P4, C4, D, X, Y2)
+        dc = sum(C4[g][:, None].astype(float) * W4[g * n:(g + 1) * n] for g in range(3))
+        dh = C4[3][:, None] * W4[3 * n:].astype(float) + D[:, None] * dc
+        want = np.vstack([dh, dc]) @ X.astype(float)
+        assert np.abs(Y2 - want).max() < (1e-12 if dt == "float64" else 1e-3), (dt, n, k)
 print("ok")
 """
 

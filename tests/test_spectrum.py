@@ -553,30 +553,34 @@ def test_gru_groups_holding_their_bases_match_oracle(monkeypatch, cell, N, L, th
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("k", [8, 16])
-def test_gru_gated_products_match_oracle(k, threads):
-    """GRU layers whose tangent is a gated product (lenum.thin.gated_dot, the Jacobian
-    block never formed): N = 16 units (whole tiles in both dtypes), 2 layers (the
-    second through the chain from the first), k = 8 and 16 of n = 32.  B = 10: a group
-    of 8 with the interleaved QR and 2 one by one (one thread), or one padded group per
+@pytest.mark.parametrize("cell,k", [("gru", 8), ("gru", 16), ("lstm", 16), ("lstm", 24)])
+def test_gated_products_match_oracle(cell, k, threads):
+    """GRU and LSTM layers whose tangent is a gated product (lenum.thin.gated_dot,
+    lstm_gated_dot: the Jacobian block never formed): N = 16 units (whole tiles in both
+    dtypes), 2 layers (the second through the chain from the first), k of 8-24 (the
+    LSTM's above N / 2, where it steps sequence by sequence).  B = 10: a group of 8
+    with the interleaved QR and 2 one by one (one thread), or one padded group per
     thread.  float64 against the oracle per sequence; float32 against float64."""
-    from lenum.cells.stack import GRU, make_workspace
+    from lenum.cells.stack import GRU, LSTM, grouped, make_workspace
 
     rng = np.random.default_rng(17)
     N, d, L, B, T, warmup = 16, 3, 2, 10, 30, 3
-    w, net, x, h0, _ = _oracle_problem("gru", rng, N, d, L, B, T)
+    w, net, x, h0, c0 = _oracle_problem(cell, rng, N, d, L, B, T)
     n = net.state_size
+    code, G, S = (GRU, 3, N) if cell == "gru" else (LSTM, 4, 2 * N)
+    assert not grouped(code, N, k)
     for dt in (np.float64, np.float32):  # the path under test is the one taken
-        M = make_workspace(GRU, np.zeros((3 * N, d), dt), np.zeros((L, 3 * N, N), dt), k,
+        M = make_workspace(code, np.zeros((G * N, d), dt), np.zeros((L, G * N, N), dt), k,
                            np.empty(1, dt))[0]
-        assert M.shape == (N + 3 * N * L, N)
+        assert M.shape == (S + G * N * L, N)
     q0 = naive.random_orthonormal(n, k, rng)
     with _numba_threads(threads):
-        r64 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0)
-        r32 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, q0=q0, dtype="float32")
-    s0 = naive.state_from_h0("gru", h0, None)
+        r64 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0)
+        r32 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0,
+                                      dtype="float32")
+    s0 = naive.state_from_h0(cell, h0, c0)
     for b in range(B):
-        _, jac = naive.trajectory("gru", w, L, x[b], s0[b])
+        _, jac = naive.trajectory(cell, w, L, x[b], s0[b])
         exps = naive.lyapunov_spectrum(jac, q0, warmup, 1)
         tol, _ = _oracle_tolerance(jac, q0, warmup, 1)
         np.testing.assert_allclose(r64.per_sequence[b], exps, rtol=0, atol=tol)

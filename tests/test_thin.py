@@ -19,6 +19,7 @@ from lenum.thin import (
     gated_pack,
     gated_pays,
     gated_rows,
+    lstm_gated_dot,
     thin_dot,
     thin_pays,
 )
@@ -168,3 +169,43 @@ def test_gated_pays_for_whole_tiles_and_thin_x():
     assert not gated_pays(4 * V64 + 1, 16, one)  # rows not whole tiles
     assert not gated_pays(4 * V64, 12, one) and not gated_pays(4 * V64, 40, one)
     assert not gated_pays(V64, 16, np.empty(1, np.float32))
+
+
+@njit(cache=False)
+def _lstm_rows_of(P, C, D, X, Y, r0, s0):
+    n = P.shape[1]
+    lstm_gated_dot(P, C, D, X[r0:r0 + n], Y[s0:s0 + 2 * n])
+
+
+@settings(max_examples=30, deadline=None)
+@given(tiles=st.integers(1, 5), k=st.sampled_from([8, 16, 24, 32]),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2 ** 32 - 1),
+       r0=st.integers(0, 3), s0=st.integers(0, 3))
+def test_lstm_gated_dot_is_the_formed_block_times_x(tiles, k, dtype, seed, r0, s0):
+    """lstm_gated_dot equals thin_dot of the h and c rows that lenum.cells.lstm forms,
+    to the bit, and writes only its 2 n rows."""
+    from lenum.cells.lstm import _lstm_block
+
+    rng = np.random.default_rng(seed)
+    n = tiles * gated_rows(np.empty(1, dtype))
+    W = rng.standard_normal((4 * n, n)).astype(dtype)
+    C = rng.standard_normal((4, n)).astype(dtype)  # the gates i, f, g, o
+    D = rng.standard_normal(n).astype(dtype)
+    V = gated_rows(W)
+    P = np.empty((n // V, n, 4, V), dtype)
+    gated_pack(W, np.arange(4), P)
+    X = np.zeros((n + r0 + 2, k), dtype)
+    X[r0:r0 + n] = rng.standard_normal((n, k))
+    Y = np.full((2 * n + s0 + 2, k), np.nan, dtype)
+    _lstm_rows_of(P, C, D, X, Y, r0, s0)
+    A = np.empty((2 * n, n), dtype)
+    for i in range(n):
+        _lstm_block(W, n, C[0, i], C[1, i], C[2, i], C[3, i], D[i], A, i)
+    want = np.empty((2 * n, k), dtype)
+    thin_dot(A, X[r0:r0 + n], want)
+    np.testing.assert_array_equal(Y[s0:s0 + 2 * n], want)
+    assert np.all(np.isnan(Y[:s0])) and np.all(np.isnan(Y[s0 + 2 * n:]))
+    # and the block is the LSTM's: dc'/dh = C_f W_f + C_i W_i + C_g W_g, dh'/dh = ...
+    dc = C[1][:, None] * W[n:2 * n] + C[0][:, None] * W[:n] + C[2][:, None] * W[2 * n:3 * n]
+    dh = C[3][:, None] * W[3 * n:] + D[:, None] * dc
+    np.testing.assert_array_equal(A, np.vstack([dh, dc]))

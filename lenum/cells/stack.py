@@ -15,7 +15,7 @@ import numpy as np
 
 from .._jit import jit
 from ..lanes import LANES, lane_empty, scale_add, shared_product
-from ..thin import gated_dot, gated_pack, gated_pays, gated_rows, thin_dot
+from ..thin import gated_dot, gated_pack, gated_pays, gated_rows, lstm_gated_dot, thin_dot
 from .activations import sigmoid_and_slope, tanh_and_slope
 from .gru import gru_layer
 from .gru_reset_before import gru_reset_before_layer
@@ -32,11 +32,14 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     S = 2 * N if code == LSTM else N
     # the vanilla cells never form J's blocks (their tangent is D (W Q)): no M, Bin
     rows = 0 if code == RNN_TANH or code == RNN_RELU else S
-    if code == GRU and gated_pays(N, k, dtype_like):
-        # below the block, each layer's W_hh packed for gated_dot (_gru_layer)
-        M = lane_empty((N + 3 * N * L, N), dtype_like.dtype)
+    if (code == GRU or code == LSTM) and gated_pays(N, k, dtype_like):
+        # below the block, each layer's W_hh packed for the gated products (_gru_layer,
+        # _lstm_layer)
+        G = w_hh.shape[1] // N
+        M = lane_empty((S + G * N * L, N), dtype_like.dtype)
         for layer in range(L):
-            gated_pack(w_hh[layer], _GRU_GATES, _packed(M, layer, N))
+            gated_pack(w_hh[layer], _GRU_GATES if code == GRU else _LSTM_GATES,
+                       _packed(M, layer, S, G))
     else:
         M = np.empty((rows, N), dtype=dtype_like.dtype)
     Bin = np.empty((rows, N), dtype=dtype_like.dtype)  # only layers > 0 (input N) use it
@@ -47,15 +50,19 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     return M, Bin, diag, tmp, gates
 
 
-# the GRU's W_hh blocks in the order of its Jacobian's sum (lenum.cells.gru): z, r, n
+# the W_hh blocks in the order of the gated products' sums (lenum.cells.gru: z, r, n;
+# lenum.cells.lstm: i, f, g, then o)
 _GRU_GATES = np.array([1, 0, 2])
+_LSTM_GATES = np.array([0, 1, 2, 3])
 
 
 @jit(inline="always")
-def _packed(M, layer, N):
-    # layer's packed W_hh below the first N rows of M (make_workspace)
+def _packed(M, layer, S, G):
+    # layer's packed W_hh (G gates) below the first S rows of M (make_workspace)
+    N = M.shape[1]
     V = gated_rows(M)
-    return M[N * (1 + 3 * layer):N * (4 + 3 * layer)].reshape((N // V, N, 3, V))
+    r0 = S + G * N * layer
+    return M[r0:r0 + G * N].reshape((N // V, N, G, V))
 
 
 @jit
@@ -129,9 +136,11 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
                 tmp, gates, tangent, identity, pre, ln_in, ln_h):
     N = w_hh.shape[1]
     S = 2 * N
+    # the tangent without forming J's block, where make_workspace packed W_hh for it
+    gated = tangent and not identity and M.shape[0] > S
     lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s[r0 + N:r0 + S], s_new[r0:r0 + N],
-               s_new[r0 + N:r0 + S], M, diag, Bin, tangent, tangent and layer > 0, gates, pre,
-               ln_in, ln_h)
+               s_new[r0 + N:r0 + S], M, diag, Bin, tangent and not gated, tangent and layer > 0,
+               gates, pre, ln_in, ln_h)
     if not tangent:
         return
     if identity:
@@ -142,7 +151,12 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
             Zl[N + i, r0 + N + i] = diag[1, i]
     else:
         Zl = Z[r0:r0 + S]
-        thin_dot(M, Q[r0:r0 + N], Zl)
+        if gated:
+            # lstm_layer's coefficients: of W_hi, W_hf, W_hg, W_ho in gates[2], o tanh'(c')
+            lstm_gated_dot(_packed(M, layer, S, 4), gates[2].reshape((4, N)), gates[3, :N],
+                           Q[r0:r0 + N], Zl)
+        else:
+            thin_dot(M[:S], Q[r0:r0 + N], Zl)
         Qc = Q[r0 + N:r0 + S]
         for i in range(N):
             dh, dc = diag[0, i], diag[1, i]
@@ -162,7 +176,7 @@ def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, 
               tangent and not gated, tangent and layer > 0, gates, pre, ln_in, ln_h)
     if gated:
         # gru_layer's coefficients: of W_hz, W_hr, W_hn in gates[2], z on the diagonal
-        gated_dot(_packed(M, layer, N), gates[2].reshape((3, N)), gates[3, N:2 * N],
+        gated_dot(_packed(M, layer, N, 3), gates[2].reshape((3, N)), gates[3, N:2 * N],
                   Q[r0:r0 + N], Z[r0:r0 + N])
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
     else:
