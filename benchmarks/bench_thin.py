@@ -4,10 +4,16 @@
 at k << n.  Both run in compiled loops on one thread (thread CPU time), alternated,
 best of ``--repeats``; the rate counts 2 m p k flops.
 
+With ``--gated`` it times instead a gated cell's Jacobian block (GRU or LSTM, N
+units) formed in memory as the cells form it and multiplied by ``thin_dot``, against
+``gated_dot`` / ``lstm_gated_dot``, which never form it, and checks that the two agree
+to the bit.
+
 Usage::
 
     python benchmarks/bench_thin.py                       # the default sizes
     python benchmarks/bench_thin.py --sizes 128,256 --k 16,32 --dtype float64
+    python benchmarks/bench_thin.py --gated --sizes 64,128,256 --k 16,24
 """
 
 import argparse
@@ -20,7 +26,15 @@ from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lenum.thin import _thin_product  # noqa: E402
+from lenum.cells.lstm import _lstm_block  # noqa: E402
+from lenum.thin import (  # noqa: E402
+    _thin_product,
+    gated_dot,
+    gated_pack,
+    gated_rows,
+    lstm_gated_dot,
+    thin_dot,
+)
 
 
 @njit
@@ -55,6 +69,79 @@ def measure(m, p, k, dtype, repeats=5, budget=0.05):
     return best["blas"], best["thin"], diff
 
 
+@njit
+def _formed(R, lstm, W, C, D, X, Y, M):
+    # the block as lenum.cells.gru / lstm form it, then its product
+    N = W.shape[1]
+    for _ in range(R):
+        for i in range(N):
+            if lstm:
+                _lstm_block(W, N, C[0, i], C[1, i], C[2, i], C[3, i], D[i], M, i)
+            else:
+                for j in range(N):
+                    M[i, j] = C[0, i] * W[N + i, j] + C[1, i] * W[i, j] + C[2, i] * W[2 * N + i, j]
+                M[i, i] += D[i]
+        thin_dot(M, X, Y)
+
+
+@njit
+def _gated(R, lstm, P, C, D, X, Y):
+    for _ in range(R):
+        if lstm:
+            lstm_gated_dot(P, C, D, X, Y)
+        else:
+            gated_dot(P, C, D, X, Y)
+
+
+def measure_gated(cell, N, k, dtype, repeats=5, budget=0.05):
+    """Seconds per step of the formed block and product and of the gated kernel, and
+    whether their results are equal to the bit."""
+    rng = np.random.default_rng(0)
+    lstm = cell == "lstm"
+    G, rows = (4, 2 * N) if lstm else (3, N)
+    W = rng.standard_normal((G * N, N)).astype(dtype)
+    C = rng.standard_normal((G, N)).astype(dtype)
+    D = rng.standard_normal(N).astype(dtype)
+    V = gated_rows(W)
+    P = np.empty((N // V, N, G, V), dtype)
+    gated_pack(W, np.arange(G) if lstm else np.array([1, 0, 2]), P)
+    X = rng.standard_normal((N, k)).astype(dtype)
+    Yf, Yg = np.empty((rows, k), dtype), np.empty((rows, k), dtype)
+    M = np.empty((rows, N), dtype)
+    _formed(1, lstm, W, C, D, X, Yf, M)
+    _gated(1, lstm, P, C, D, X, Yg)
+    R = max(1, int(budget * 3e10 / (2 * rows * N * k)))
+    best = {"formed": np.inf, "gated": np.inf}
+    for _ in range(repeats):
+        for name in best:
+            t = time.thread_time()
+            if name == "formed":
+                _formed(R, lstm, W, C, D, X, Yf, M)
+            else:
+                _gated(R, lstm, P, C, D, X, Yg)
+            best[name] = min(best[name], (time.thread_time() - t) / R)
+    return best["formed"], best["gated"], bool(np.array_equal(Yf, Yg))
+
+
+def main_gated(a):
+    print("| cell | dtype | N | k | formed + thin_dot (us) | gated (us) | speed-up | equal |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for cell in ("gru", "lstm"):
+        for dt in a.dtype.split(","):
+            for N in (int(s) for s in a.sizes.split(",")):
+                for k in (int(s) for s in a.k.split(",")):
+                    if N % gated_rows(np.empty(1, dt)) or k % 8 or k > 32:
+                        continue
+                    tf, tg, same = measure_gated(cell, N, k, np.dtype(dt), a.repeats,
+                                                 a.budget)
+                    rows.append(dict(cell=cell, dtype=dt, N=N, k=k, formed=tf, gated=tg,
+                                     same=same))
+                    print(f"| {cell} | {dt} | {N} | {k} | {tf * 1e6:.1f} | {tg * 1e6:.1f} | "
+                          f"{tf / tg:.2f} | {same} |", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="32,64,128,256", help="m = p, comma separated")
@@ -62,7 +149,11 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float64,float32")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.05, help="seconds per timed run")
+    ap.add_argument("--gated", action="store_true",
+                    help="gated cells' blocks formed then multiplied, against gated_dot")
     a = ap.parse_args(argv)
+    if a.gated:
+        return main_gated(a)
     rows = []
     print("| dtype | m = p | k | BLAS GFLOP/s | thin GFLOP/s | BLAS time / thin time | "
           "max rel. difference |")

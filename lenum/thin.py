@@ -10,6 +10,13 @@ broadcast against the row of X it multiplies (a few vector registers, from L1), 
 tile of rows of Y stays in registers for the whole row of A.  Each output sums over A's
 row in order, one running sum per entry (products fused into FMAs), as a plain loop
 would.
+
+A gated cell's block need not be formed at all: :func:`gated_dot` (GRU) and
+:func:`lstm_gated_dot` build each column of a tile of its rows in vector registers
+from the weights, packed once per window, and the per-unit coefficients, and multiply
+it by the basis row straight away.  Forming the block in memory streamed three or four
+N x N weight blocks and the block itself through the caches for every sequence and
+step, as slow as the product that followed.
 """
 
 import numpy as np
