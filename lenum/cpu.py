@@ -18,12 +18,12 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import (FAMILY, GRU_RB, grouped, gru_rb_stack_step, gru_stack_step,
+from .cells.stack import (FAMILY, GRU, GRU_RB, grouped, gru_rb_stack_step, gru_stack_step,
                           lstm_group_step, lstm_stack_step, make_group_workspace,
                           make_products, make_workspace, vanilla_group_step,
                           vanilla_stack_step)
-from .lanes import (LANES, apply_held, form_held, gather, lane_empty, lanes_factor, lanes_qr,
-                    make_held, make_lanes, pays, scatter, transpose_lanes)
+from .lanes import (LANES, apply_held, form_held, gated_lanes, gather, lane_empty, lanes_factor,
+                    lanes_qr, make_held, make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
 
@@ -387,10 +387,12 @@ def _sequences_workspace(code, w_ih0, w_hh, n, k, X, G):
 
 @jit(inline="always")
 def _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, m, t, jacobian,
-                    sw):
+                    sw, keep, into, kept):
     """Step ``t`` of the ``m`` sequences from ``b0`` by the stack step ``step``: their
     states in ``S`` advanced, ``Z[ln]`` = J_t Q[b0 + ln], or J_t itself with
-    ``jacobian``; ``sw`` from :func:`_sequences_workspace`."""
+    ``jacobian``; ``sw`` from :func:`_sequences_workspace`.  With ``kept``, no
+    tangent: ``keep(gates, ln, into)`` runs after each sequence's step instead, to
+    keep the per-unit coefficients the cell left in ``gates``."""
     (M, Bin, diag, tmp, gates), s_new, share, pre, H, XG = sw
     # a group at most half full pays more for the padded lanes than it saves
     shared = share and 2 * m > LANES
@@ -399,7 +401,9 @@ def _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, 
     for ln in range(m):
         b = b0 + ln
         step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X[b, t], S[b], s_new, Q[b], Z[ln], M, Bin,
-             diag, tmp, gates, True, jacobian, pre, ln if shared else -1)
+             diag, tmp, gates, not kept, jacobian, pre, ln if shared else -1)
+        if kept:
+            keep(gates, ln, into)
         for i in range(s_new.shape[0]):  # not S[b, :] = s_new: see copy_block
             S[b, i] = s_new[i]
 
@@ -416,7 +420,7 @@ def _advance_sequences(step, group_qr, G, X, S, Q, logsum, local, code, w_ih0, w
         m = min(G, B - b0)
         for t in range(X.shape[1]):
             _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, m, t,
-                            False, sw)
+                            False, sw, _keep_nothing, None, False)
             qr_group(Z, m, Q, b0, logsum, local, t0 + t + 1, T, warmup, qr_every,
                      keep_local, lanes, logs, work, group_qr)
 
@@ -521,6 +525,45 @@ def _jacobians_as_lanes(Z, m, XT):
 
 
 @jit(inline="always")
+def _lanes_coefficients(G, n, dtype_like):
+    # the per-unit coefficients of a group's gated Jacobians, by lane (gated_lanes)
+    return (lane_empty((G, n if G else 0, LANES), dtype_like.dtype),
+            lane_empty((n if G else 0, LANES), dtype_like.dtype))
+
+
+@jit(inline="always")
+def _keep_nothing(gates, ln, into):
+    pass
+
+
+@jit(inline="always")
+def _keep_gru_coefficients(gates, ln, into):
+    # lane ln of gated_lanes' coefficients: gru_layer's, of W_hz, W_hr, W_hn in
+    # gates[2], z (the diagonal) in gates[3, N:2N]
+    C, D = into
+    N = D.shape[0]
+    for g in range(3):
+        for i in range(N):
+            C[g, i, ln] = gates[2, g * N + i]
+    for i in range(N):
+        D[i, ln] = gates[3, N + i]
+
+
+@jit(inline="always")
+def _gru_jacobians_as_lanes(w_hh, into, m, XT):
+    # J^T of each lane's GRU step in the lanes layout, as _jacobians_as_lanes leaves it
+    # from the Jacobians formed one by one (to the bit); lanes from m on repeat lane 0
+    C, D = into
+    for ln in range(m, LANES):
+        for g in range(3):
+            for i in range(D.shape[0]):
+                C[g, i, ln] = C[g, i, 0]
+        for i in range(D.shape[0]):
+            D[i, ln] = D[i, 0]
+    gated_lanes(w_hh, (1, 0, 2), C, D, XT)
+
+
+@jit(inline="always")
 def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh,
                             t0, T, warmup, keep_local):
     """:func:`_advance_sequences` with the interleaved QR, each group's bases held as
@@ -532,12 +575,18 @@ def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_
     sw = _sequences_workspace(code, w_ih0, w_hh, n, k, X, LANES)
     Z, lanes, _, _ = _workspace(n, k, LANES, X)
     hw = make_held(n, X)
+    # one GRU layer: its Jacobians formed for the group at once, in the lanes layout
+    direct = code == GRU and w_hh.shape[0] == 1
+    into = _lanes_coefficients(3 if direct else 0, n, X)
     for b0 in range(0, B, LANES):
         m = min(LANES, B - b0)
         for t in range(X.shape[1]):
+            kept = direct and t > 0
             _step_sequences(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, Z, b0, m, t,
-                            t > 0, sw)
-            if t == 0:
+                            t > 0, sw, _keep_gru_coefficients, into, kept)
+            if kept:
+                _gru_jacobians_as_lanes(w_hh[0], into, m, hw[0])
+            elif t == 0:
                 gather(Z, m, lanes[0])
             else:
                 _jacobians_as_lanes(Z, m, hw[0])

@@ -671,6 +671,40 @@ def test_scale_add_refuses_wrong_shapes():
             lanes.scale_add(*args, C, True)
 
 
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 40), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
+       order=st.sampled_from([(1, 0, 2), (0, 1, 2), (2, 1, 0, 3), (3,)]))
+def test_gated_lanes_is_each_lanes_formed_block(N, dtype, seed, order):
+    """lenum.lanes.gated_lanes against each lane's block formed entry by entry in the
+    working precision as the cells form it (products, then sums in order, then the
+    diagonal): equal to the bit, for any gate count and block order."""
+    rng = np.random.default_rng(seed)
+    L, G = lanes.LANES, len(order)
+    W = rng.standard_normal(((max(order) + 1) * N, N)).astype(dtype)
+    C = rng.standard_normal((G, N, L)).astype(dtype)
+    D = rng.standard_normal((N, L)).astype(dtype)
+    XT = np.full((N, N, L), np.nan, dtype)
+    lanes.gated_lanes(W, order, C, D, XT)
+    for ln in range(L):
+        A = C[0, :, ln][:, None] * W[order[0] * N:(order[0] + 1) * N]
+        for g in range(1, G):
+            A = A + C[g, :, ln][:, None] * W[order[g] * N:(order[g] + 1) * N]
+        A[np.arange(N), np.arange(N)] += D[:, ln]
+        np.testing.assert_array_equal(XT[:, :, ln], A)
+
+
+def test_gated_lanes_refuses_wrong_shapes():
+    L = lanes.LANES
+    W, C, D, XT = np.ones((12, 4)), np.ones((3, 4, L)), np.ones((4, L)), np.ones((4, 4, L))
+    lanes.gated_lanes(W, (1, 0, 2), C, D, XT)
+    for args in [(np.ones((8, 4)), (1, 0, 2), C, D, XT), (W, (1, 0), C, D, XT),
+                 (W, (1, 0, 3), C, D, XT), (W, (1, -1, 2), C, D, XT),
+                 (W, (1, 0, 2), C, np.ones((4, L - 1)), XT),
+                 (W, (1, 0, 2), C, D, np.ones((4, 3, L)))]:
+        with pytest.raises(ValueError, match="gated_lanes"):
+            lanes.gated_lanes(*args)
+
+
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 40), k=st.integers(1, 45), m=st.integers(1, lanes.LANES),
        b0=st.integers(0, 2), dtype=st.sampled_from(DTYPES))
