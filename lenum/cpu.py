@@ -570,7 +570,10 @@ def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_
     reflectors (:func:`sequences_held`): the window's first step multiplies by the basis
     given, the others have the stack step write J_t and apply the last QR's reflectors
     to it, J_t Q = (Q^T J_t^T)^T; the basis the next window starts from is formed at
-    the end."""
+    the end.  For one GRU layer the group's J_t are formed at once, straight into the
+    lanes layout (:func:`lenum.lanes.gated_lanes`; 1.02-1.24x whole spectra against
+    writing them one by one and interleaving them, benchmarks/RESULTS.md, "Gated
+    products")."""
     B, n, k = Q.shape
     sw = _sequences_workspace(code, w_ih0, w_hh, n, k, X, LANES)
     Z, lanes, _, _ = _workspace(n, k, LANES, X)
