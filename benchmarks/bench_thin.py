@@ -26,6 +26,7 @@ from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from lenum.cells.gru import gru_block_row  # noqa: E402
 from lenum.cells.lstm import _lstm_block  # noqa: E402
 from lenum.thin import (  # noqa: E402
     _thin_product,
@@ -78,8 +79,7 @@ def _formed(R, lstm, W, C, D, X, Y, M):
             if lstm:
                 _lstm_block(W, N, C[0, i], C[1, i], C[2, i], C[3, i], D[i], M, i)
             else:
-                for j in range(N):
-                    M[i, j] = C[0, i] * W[N + i, j] + C[1, i] * W[i, j] + C[2, i] * W[2 * N + i, j]
+                gru_block_row(W, N, C[0, i], C[1, i], C[2, i], M, i)
                 M[i, i] += D[i]
         thin_dot(M, X, Y)
 

@@ -18,10 +18,11 @@ import numba
 import numpy as np
 
 from ._jit import jit
-from .cells.stack import (FAMILY, GRU, GRU_RB, grouped, gru_rb_stack_step, gru_stack_step,
-                          lstm_group_step, lstm_stack_step, make_group_workspace,
-                          make_products, make_workspace, vanilla_group_step,
-                          vanilla_stack_step)
+from .cells.gru import gru_coefficients
+from .cells.stack import (FAMILY, GRU, GRU_GATES, GRU_RB, grouped, gru_rb_stack_step,
+                          gru_stack_step, lstm_group_step, lstm_stack_step,
+                          make_group_workspace, make_products, make_workspace,
+                          vanilla_group_step, vanilla_stack_step)
 from .lanes import (LANES, apply_held, form_held, gated_lanes, gather, lane_empty, lanes_factor,
                     lanes_qr, make_held, make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
@@ -525,10 +526,10 @@ def _jacobians_as_lanes(Z, m, XT):
 
 
 @jit(inline="always")
-def _lanes_coefficients(G, n, dtype_like):
-    # the per-unit coefficients of a group's gated Jacobians, by lane (gated_lanes)
-    return (lane_empty((G, n if G else 0, LANES), dtype_like.dtype),
-            lane_empty((n if G else 0, LANES), dtype_like.dtype))
+def _lanes_coefficients(n, dtype_like):
+    # the per-unit coefficients of a group's GRU Jacobians, by lane (gated_lanes)
+    return (lane_empty((3, n, LANES), dtype_like.dtype),
+            lane_empty((n, LANES), dtype_like.dtype))
 
 
 @jit(inline="always")
@@ -538,15 +539,15 @@ def _keep_nothing(gates, ln, into):
 
 @jit(inline="always")
 def _keep_gru_coefficients(gates, ln, into):
-    # lane ln of gated_lanes' coefficients: gru_layer's, of W_hz, W_hr, W_hn in
-    # gates[2], z (the diagonal) in gates[3, N:2N]
+    # lane ln of gated_lanes' coefficients
     C, D = into
     N = D.shape[0]
+    Cs, Ds = gru_coefficients(gates, N)
     for g in range(3):
         for i in range(N):
-            C[g, i, ln] = gates[2, g * N + i]
+            C[g, i, ln] = Cs[g, i]
     for i in range(N):
-        D[i, ln] = gates[3, N + i]
+        D[i, ln] = Ds[i]
 
 
 @jit(inline="always")
@@ -560,7 +561,7 @@ def _gru_jacobians_as_lanes(w_hh, into, m, XT):
                 C[g, i, ln] = C[g, i, 0]
         for i in range(D.shape[0]):
             D[i, ln] = D[i, 0]
-    gated_lanes(w_hh, (1, 0, 2), C, D, XT)
+    gated_lanes(w_hh, GRU_GATES, C, D, XT)
 
 
 @jit(inline="always")
@@ -580,7 +581,7 @@ def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_
     hw = make_held(n, X)
     # one GRU layer: its Jacobians formed for the group at once, in the lanes layout
     direct = code == GRU and w_hh.shape[0] == 1
-    into = _lanes_coefficients(3 if direct else 0, n, X)
+    into = _lanes_coefficients(n if direct else 0, X)
     for b0 in range(0, B, LANES):
         m = min(LANES, B - b0)
         for t in range(X.shape[1]):

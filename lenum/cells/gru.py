@@ -22,6 +22,15 @@ from .affine import affine
 
 
 @jit
+def gru_block_row(W, N, cz, cr, cn, out, i):
+    """Row i of dh'/dv without its diagonal, for v the h (W = W_hh, ``cn`` the
+    coefficient of W_hn) or the input (W = W_ih, of W_in): the products, then the sums
+    in this order, as :func:`lenum.thin.gated_dot` rounds them too."""
+    for j in range(W.shape[1]):
+        out[i, j] = cz * W[N + i, j] + cr * W[i, j] + cn * W[2 * N + i, j]
+
+
+@jit
 def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, gates, pre,
               ln_in, ln_h):
     """One step of one GRU layer; fills ``M`` = dh'/dh and ``Bin`` = dh'/dinp.
@@ -57,13 +66,16 @@ def gru_layer(w_ih, w_hh, b_ih, b_hh, inp, h, out_h, M, Bin, need_m, need_bin, g
     if not (need_m or need_bin):
         return
     for i in range(N):
-        dzm, drm = cz[i], cr[i]
         if need_m:
-            dnr = cnr[i]
-            for j in range(N):
-                M[i, j] = dzm * w_hh[N + i, j] + drm * w_hh[i, j] + dnr * w_hh[2 * N + i, j]
+            gru_block_row(w_hh, N, cz[i], cr[i], cnr[i], M, i)
             M[i, i] += cd[i]
         if need_bin:
-            dnm = cn[i]
-            for j in range(inp.shape[0]):
-                Bin[i, j] = dzm * w_ih[N + i, j] + drm * w_ih[i, j] + dnm * w_ih[2 * N + i, j]
+            gru_block_row(w_ih, N, cz[i], cr[i], cn[i], Bin, i)
+
+
+@jit(inline="always")
+def gru_coefficients(gates, N):
+    """The per-unit coefficients :func:`gru_layer` leaves in ``gates``, as the gated
+    products take them: those of W_hz, W_hr and W_hn as rows of a (3, N) view, and z,
+    the diagonal's (:func:`lenum.thin.gated_dot`, :func:`lenum.lanes.gated_lanes`)."""
+    return gates[2].reshape((3, N)), gates[3, N:2 * N]

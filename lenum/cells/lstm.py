@@ -72,3 +72,11 @@ def lstm_layer(w_ih, w_hh, b_ih, b_hh, inp, h, c, out_h, out_c, M, diag, Bin, ne
             _lstm_block(w_hh, N, ci[i], cf[i], cg[i], co[i], oc[i], M, i)
         if need_bin:
             _lstm_block(w_ih, N, ci[i], cf[i], cg[i], co[i], oc[i], Bin, i)
+
+
+@jit(inline="always")
+def lstm_coefficients(gates, N):
+    """The per-unit coefficients :func:`lstm_layer` leaves in ``gates``, as
+    :func:`lenum.thin.lstm_gated_dot` takes them: those of W_hi, W_hf, W_hg and W_ho as
+    rows of a (4, N) view, and o tanh'(c'), dh'/dh's factor of dc'/dh."""
+    return gates[2].reshape((4, N)), gates[3, :N]

@@ -17,9 +17,9 @@ from .._jit import jit
 from ..lanes import LANES, lane_empty, scale_add, shared_product
 from ..thin import gated_dot, gated_pack, gated_pays, gated_rows, lstm_gated_dot, thin_dot
 from .activations import sigmoid_and_slope, tanh_and_slope
-from .gru import gru_layer
+from .gru import gru_coefficients, gru_layer
 from .gru_reset_before import gru_reset_before_layer
-from .lstm import lstm_layer
+from .lstm import lstm_coefficients, lstm_layer
 from .rnn import rnn_layer
 
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RB = 0, 1, 2, 3, 4
@@ -38,7 +38,7 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
         G = w_hh.shape[1] // N
         M = lane_empty((S + G * N * L, N), dtype_like.dtype)
         for layer in range(L):
-            gated_pack(w_hh[layer], _GRU_GATES if code == GRU else _LSTM_GATES,
+            gated_pack(w_hh[layer], _GRU_PACK if code == GRU else _LSTM_PACK,
                        _packed(M, layer, S, G))
     else:
         M = np.empty((rows, N), dtype=dtype_like.dtype)
@@ -50,10 +50,11 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
     return M, Bin, diag, tmp, gates
 
 
-# the W_hh blocks in the order of the gated products' sums (lenum.cells.gru: z, r, n;
-# lenum.cells.lstm: i, f, g, then o)
-_GRU_GATES = np.array([1, 0, 2])
-_LSTM_GATES = np.array([0, 1, 2, 3])
+# the W_hh blocks in the order of the gated products' sums and of the cells'
+# coefficients (gru_coefficients: z, r, n; lstm_coefficients: i, f, g, then o)
+GRU_GATES = (1, 0, 2)
+LSTM_GATES = (0, 1, 2, 3)
+_GRU_PACK, _LSTM_PACK = np.array(GRU_GATES), np.array(LSTM_GATES)
 
 
 @jit(inline="always")
@@ -152,9 +153,8 @@ def _lstm_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M,
     else:
         Zl = Z[r0:r0 + S]
         if gated:
-            # lstm_layer's coefficients: of W_hi, W_hf, W_hg, W_ho in gates[2], o tanh'(c')
-            lstm_gated_dot(_packed(M, layer, S, 4), gates[2].reshape((4, N)), gates[3, :N],
-                           Q[r0:r0 + N], Zl)
+            C, D = lstm_coefficients(gates, N)
+            lstm_gated_dot(_packed(M, layer, S, 4), C, D, Q[r0:r0 + N], Zl)
         else:
             thin_dot(M[:S], Q[r0:r0 + N], Zl)
         Qc = Q[r0 + N:r0 + S]
@@ -175,9 +175,8 @@ def _gru_layer(code, layer, w_ih, w_hh, b_ih, b_hh, inp, s, s_new, r0, Q, Z, M, 
     gru_layer(w_ih, w_hh, b_ih, b_hh, inp, s[r0:r0 + N], s_new[r0:r0 + N], M, Bin,
               tangent and not gated, tangent and layer > 0, gates, pre, ln_in, ln_h)
     if gated:
-        # gru_layer's coefficients: of W_hz, W_hr, W_hn in gates[2], z on the diagonal
-        gated_dot(_packed(M, layer, N, 3), gates[2].reshape((3, N)), gates[3, N:2 * N],
-                  Q[r0:r0 + N], Z[r0:r0 + N])
+        C, D = gru_coefficients(gates, N)
+        gated_dot(_packed(M, layer, N, 3), C, D, Q[r0:r0 + N], Z[r0:r0 + N])
         _chain_below(layer, Bin, Z, r0, N, N, tmp)
     else:
         _dense_tangent(tangent, identity, layer, M, Bin, Q, Z, r0, N, tmp)
