@@ -103,12 +103,13 @@ def _forward_steps(step, X, S, Q, Qout, Rout, bad, code, w_ih0, w_ihr, w_hh, b_i
     the stack step of the cell's family (:mod:`lenum.cells.stack`)."""
     B, Tw = X.shape[0], X.shape[1]
     n, k = Q.shape[1], Q.shape[2]
+    # scratch for every sequence (the GRU's and LSTM's weights packed into M once)
+    M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
+    pre = make_products(w_hh, False, X)
+    s_new = np.empty(n, dtype=X.dtype)
+    Z = np.empty((n, k), dtype=X.dtype)
+    R = np.empty((k, k))
     for b in range(B):
-        M, Bin, diag, tmp, gates = make_workspace(code, w_ih0, w_hh, k, X)
-        pre = make_products(w_hh, False, X)
-        s_new = np.empty(n, dtype=X.dtype)
-        Z = np.empty((n, k), dtype=X.dtype)
-        R = np.empty((k, k))
         for t in range(Tw):
             if bad[b] >= 0:
                 break

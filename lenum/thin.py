@@ -26,7 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import jit
-from .lanes import AVX512, _c_array, _splat, _vectors
+from .lanes import AVX512, _c_array, _dim, _splat, _vectors
 
 # columns per vector of the kernel (two AVX2 registers of float64, one of float32; one
 # AVX-512 register of float64, half of one of float32)
@@ -163,8 +163,8 @@ def _gated_intrinsic(cell):
         V = _GATED_BYTES // size
         vec = ir.VectorType(fp, V)
         fl = ("contract",)
-        n = builder.extract_value(context.make_array(pty)(context, builder, p).shape, 1)
-        k = builder.extract_value(context.make_array(xty)(context, builder, x).shape, 1)
+        n = _dim(context, builder, pty, p, 1)
+        k = _dim(context, builder, xty, x, 1)
         xa = context.make_array(xty)(context, builder, x)
         ya = context.make_array(yty)(context, builder, y)
         da = context.make_array(dty)(context, builder, d)
@@ -282,9 +282,9 @@ def gated_pack(W, order, P):
 @jit
 def gated_dot(P, C, D, X, Y):
     """``Y = (sum_g diag(C[g]) W_g + diag(D)) @ X``, the W_g packed in P by
-    :func:`gated_pack`:
-    a gated cell's Jacobian block formed a row of a tile at a time, in registers, and
-    multiplied by a thin X (:func:`gated_pays`; 3 gates).
+    :func:`gated_pack`: a gated cell's Jacobian block formed in registers, one column
+    of a tile of its rows at a time, and multiplied by a thin X (:func:`gated_pays`;
+    3 gates).
 
     The dense block of a GRU's Jacobian is such a sum: formed in memory, its N x N
     entries cost more than its product with 16 columns at N >= 128, the three blocks of
