@@ -342,6 +342,11 @@ _WY_REFLECTORS, _WY_TARGETS = 4, 2
 # its accumulators in 256-bit halves took twice the instructions (1.3-1.6x slower
 # lanes_qr at k = n = 128-256; benchmarks/RESULTS.md, "AVX-512")
 _WY_VECTOR_BYTES = 64 if AVX512 else 32
+# float32 with AVX-512 holds two rows of a lane-vector per register (_wy_joined),
+# blocked by the whole panel and 2 targets: 26 of the 32 registers.  Alone, n = 64-256,
+# one thread, over half registers: lanes_factor 1.30-1.58x, apply_held 1.46-1.82x; of
+# that 1.03-1.16x from 8 reflectors over 4 (3 or 4 targets: within 5 %; 8 x 1: 0.8-1.0x)
+_WY_JOINED_REFLECTORS = PANEL
 # the panel's reflectors over a chunk of rows take this much of the L1 cache
 _WY_CHUNK_BYTES = 16384
 
@@ -403,6 +408,11 @@ def _wy_codegen(update):
         def const(x):
             return ir.Constant(ity, x)
 
+        if _wy_joined(align):
+            _wy_joined_codegen(context, builder, update, vec, align, fl, const, args,
+                               signature.args, vr0, r0, nr, c0, nc, first, n, kd)
+            return context.get_dummy_value()
+
         def at(arty, arr, outer, inner, h):
             # lane-vector outer + inner of the array, from lane h * hc
             off = builder.add(builder.mul(builder.add(outer, inner), const(LANES)),
@@ -444,6 +454,127 @@ def _wy_codegen(update):
         return context.get_dummy_value()
 
     return codegen
+
+
+def _wy_joined(align):
+    """Whether the compact-WY passes hold two rows of a lane-vector in one register:
+    float32 with AVX-512, where one lane-vector fills half of it.  ``V`` then keeps
+    rows 2i and 2i + 1 of each reflector side by side (:func:`_v_index`)."""
+    return _WY_VECTOR_BYTES // align == 2 * LANES
+
+
+def _v_index(builder, i, j, joined):
+    """Lane-vector index, in ``V``, of row ``i`` of the panel's reflector ``j``."""
+    ity = i.type
+    panel = ir.Constant(ity, PANEL)
+    if not joined:
+        return builder.add(builder.mul(i, panel), j)
+    one = ir.Constant(ity, 1)
+    pair = builder.add(builder.mul(builder.ashr(i, one), panel), j)
+    return builder.add(builder.shl(pair, one), builder.and_(i, one))
+
+
+def _wy_joined_codegen(context, builder, update, vec, align, fl, const, args, argtys,
+                       vr0, r0, nr, c0, nc, first, n, kd):
+    """:func:`_wy_codegen` on registers of two rows of a lane-vector.  ``vr0`` and the
+    rows of every chunk the callers pass are even (PANEL is), so a pair of A's rows
+    is one load and meets one pair of ``V``; an odd last row goes on its own.  The dot
+    products sum the even and the odd rows apart and add the halves at the end."""
+    v, _, a, _, _, _, _, d, _ = args
+    vty, aty, dty = argtys[0], argtys[2], argtys[7]
+    i32 = ir.IntType(32)
+    wide = ir.VectorType(vec.element, 2 * LANES)
+    both = ir.Constant(ir.VectorType(i32, 2 * LANES), list(range(LANES)) * 2)
+    low = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES)))
+    high = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES, 2 * LANES)))
+    lanes = const(LANES)
+    zero, one = const(0), const(1)
+    pairs = builder.ashr(nr, one)
+    odd = builder.icmp_signed("!=", builder.and_(nr, one), zero)
+    zeros = ir.Constant(vec, [0.0] * LANES)
+
+    def load(p):
+        return builder.load(p, align=align)
+
+    def tail(p, m):
+        # the lane-vector at the start of pair m of p (a row of A or of V)
+        return builder.bitcast(builder.gep(p, [m]), vec.as_pointer())
+
+    def group(c, width):
+        with cgutils.for_range_slice(builder, zero, const(PANEL // _WY_JOINED_REFLECTORS),
+                                     one) as (q, _):
+            jb = builder.mul(q, const(_WY_JOINED_REFLECTORS))
+            pv = [_vectors(context, builder, vty, v, builder.mul(
+                _v_index(builder, vr0, builder.add(jb, const(j)), True), lanes), wide)
+                for j in range(_WY_JOINED_REFLECTORS)]
+            pc = [_vectors(context, builder, aty, a, builder.mul(
+                builder.add(builder.mul(builder.add(c, const(w)), n), r0), lanes), wide)
+                for w in range(width)]
+            pd = [[_vectors(context, builder, dty, d, builder.mul(builder.add(
+                builder.mul(builder.add(jb, const(j)), kd), builder.add(c, const(w))), lanes),
+                vec) for w in range(width)] for j in range(_WY_JOINED_REFLECTORS)]
+            vstep = const(PANEL)  # registers from one pair of V's rows to the next
+            if update:
+                ws = [[load(p) for p in row] for row in pd]
+                ws2 = [[builder.shuffle_vector(x, x, both) for x in row] for row in ws]
+                with cgutils.for_range_slice(builder, zero, pairs, one) as (m, _):
+                    vs = [load(builder.gep(p, [builder.mul(m, vstep)])) for p in pv]
+                    for w in range(width):
+                        pcm = builder.gep(pc[w], [m])
+                        x = load(pcm)
+                        for j in range(_WY_JOINED_REFLECTORS):
+                            x = builder.fsub(x, builder.fmul(vs[j], ws2[j][w], flags=fl),
+                                             flags=fl)
+                        builder.store(x, pcm, align=align)
+                with builder.if_then(odd):
+                    vs = [load(tail(p, builder.mul(pairs, vstep))) for p in pv]
+                    for w in range(width):
+                        pcm = tail(pc[w], pairs)
+                        x = load(pcm)
+                        for j in range(_WY_JOINED_REFLECTORS):
+                            x = builder.fsub(x, builder.fmul(vs[j], ws[j][w], flags=fl),
+                                             flags=fl)
+                        builder.store(x, pcm, align=align)
+                return
+            accs = [[cgutils.alloca_once(builder, wide) for _ in range(width)] for _ in pv]
+            for arow_, prow in zip(accs, pd):
+                for acc, p in zip(arow_, prow):
+                    # the sum so far in the low half, the odd rows' from zero
+                    start = builder.shuffle_vector(builder.select(first, zeros, load(p)),
+                                                   zeros, ir.Constant(
+                                                       ir.VectorType(i32, 2 * LANES),
+                                                       list(range(2 * LANES))))
+                    builder.store(start, acc)
+            with cgutils.for_range_slice(builder, zero, pairs, one) as (m, _):
+                vs = [load(builder.gep(p, [builder.mul(m, vstep)])) for p in pv]
+                for w in range(width):
+                    x = load(builder.gep(pc[w], [m]))
+                    for j in range(_WY_JOINED_REFLECTORS):
+                        acc = accs[j][w]
+                        builder.store(builder.fadd(builder.load(acc),
+                                                   builder.fmul(vs[j], x, flags=fl),
+                                                   flags=fl), acc)
+            for arow_, prow in zip(accs, pd):
+                for acc, p in zip(arow_, prow):
+                    s = builder.load(acc)
+                    s = builder.fadd(builder.shuffle_vector(s, s, low),
+                                     builder.shuffle_vector(s, s, high))
+                    builder.store(s, p, align=align)
+            with builder.if_then(odd):
+                vs = [load(tail(p, builder.mul(pairs, vstep))) for p in pv]
+                for w in range(width):
+                    x = load(tail(pc[w], pairs))
+                    for j in range(_WY_JOINED_REFLECTORS):
+                        p = pd[j][w]
+                        builder.store(builder.fadd(load(p), builder.fmul(vs[j], x, flags=fl),
+                                                   flags=fl), p, align=align)
+
+    wide_t = const(_WY_TARGETS)
+    full = builder.sdiv(nc, wide_t)
+    with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
+        group(builder.add(c0, builder.mul(b, wide_t)), _WY_TARGETS)
+    with cgutils.for_range_slice(builder, builder.mul(full, wide_t), nc, one) as (q, _):
+        group(builder.add(c0, q), 1)
 
 
 def _wy_typing(V, vr0, A, r0, nr, c0, nc, D, first):
@@ -545,6 +676,7 @@ def _wy_copy(typingctx, A, p0, V):
         aty, p0ty, vty = signature.args
         vec, align, (p0_,), _ = _lane_setup(context, builder, aty.dtype, [(p0_, p0ty)], [])
         ity = p0_.type
+        joined = _wy_joined(align)
         n = _dim(context, builder, aty, a, 1)
         lanes = ir.Constant(ity, LANES)
         zeros, ones = ir.Constant(vec, [0.0] * LANES), ir.Constant(vec, [1.0] * LANES)
@@ -558,7 +690,7 @@ def _wy_copy(typingctx, A, p0, V):
                 x = builder.select(builder.icmp_signed(">", i, jj), x,
                                    builder.select(builder.icmp_signed("==", i, jj), ones,
                                                   zeros))
-                dst = builder.add(builder.mul(i, ir.Constant(ity, PANEL)), jj)
+                dst = _v_index(builder, i, jj, joined)
                 builder.store(x, _vectors(context, builder, vty, v, builder.mul(dst, lanes),
                                           vec), align=align)
         return context.get_dummy_value()
@@ -581,6 +713,7 @@ def _wy_gram(typingctx, V, D, p0, below, G):
         vec, align, (p0_,), (below_,) = _lane_setup(context, builder, vty.dtype,
                                                     [(p0_, p0ty)], [(below_, bty)])
         ity = p0_.type
+        joined = _wy_joined(align)
         kd = _dim(context, builder, dty, d, 1)
         lanes, panel = ir.Constant(ity, LANES), ir.Constant(ity, PANEL)
         one = ir.Constant(ity, 1)
@@ -599,9 +732,8 @@ def _wy_gram(typingctx, V, D, p0, below, G):
             builder.store(builder.select(below_, rest, ir.Constant(vec, [0.0] * LANES)), acc)
             top = builder.select(builder.icmp_signed(">", j, m), j, m)
             with cgutils.for_range_slice(builder, top, panel, one) as (i, _):
-                row = builder.mul(i, panel)
-                x = builder.load(at(vty, v, builder.add(row, j)), align=align)
-                y = builder.load(at(vty, v, builder.add(row, m)), align=align)
+                x = builder.load(at(vty, v, _v_index(builder, i, j, joined)), align=align)
+                y = builder.load(at(vty, v, _v_index(builder, i, m, joined)), align=align)
                 builder.store(builder.fadd(builder.load(acc), builder.fmul(x, y)), acc)
             builder.store(builder.load(acc), at(gty, g, q), align=align)
         return context.get_dummy_value()
@@ -611,8 +743,9 @@ def _wy_gram(typingctx, V, D, p0, below, G):
 
 @jit(inline="always")
 def _load_panel(A, p0, V, G, D, gram):
-    """Copy the PANEL reflectors from ``p0`` into ``V`` (rows from p0, PANEL, LANES)
-    whole, with their zeros above their own row and the 1 on it; with ``gram``, also
+    """Copy the PANEL reflectors from ``p0`` into ``V`` (rows from p0, PANEL, LANES;
+    pairs of rows side by side in float32 with AVX-512, :func:`_v_index`) whole, with
+    their zeros above their own row and the 1 on it; with ``gram``, also
     ``G[j, l] = v_j . v_l`` per lane (D's columns p0 .. p0 + PANEL - 1 as scratch)."""
     n = A.shape[1]
     _wy_copy(A, p0, V)
@@ -1089,7 +1222,7 @@ def make_lanes(n, k, dtype_like):
     # taken; made here, once per window, not in every QR (at n = 8 four allocations
     # were 3.5 % of a group's QR)
     wy = _wy_pays(n, k)
-    V = lane_empty((n if wy else 0, PANEL, LANES), dt)
+    V = lane_empty((wy_rows(n) if wy else 0, PANEL, LANES), dt)
     D = lane_empty((PANEL, k if wy else 0, LANES), dt)
     Gs = lane_empty((k // PANEL if wy else 0, PANEL, PANEL, LANES), dt)
     G = lane_empty((PANEL, PANEL, LANES), dt)
@@ -1104,8 +1237,15 @@ def make_held(n, dtype_like):
     :func:`apply_held`'s scratch ``V``, ``D``, ``G``."""
     dt = dtype_like.dtype
     return (lane_empty((n, n, LANES), dt), lane_empty((n, LANES), dt),
-            lane_empty((n, PANEL, LANES), dt), lane_empty((PANEL, n, LANES), dt),
+            lane_empty((wy_rows(n), PANEL, LANES), dt), lane_empty((PANEL, n, LANES), dt),
             lane_empty((PANEL, PANEL, LANES), dt))
+
+
+@jit(inline="always")
+def wy_rows(n):
+    """Rows of the compact-WY path's copy ``V`` of a panel's reflectors for blocks of n
+    rows: n rounded up to even, for the float32 layout of row pairs (:func:`_v_index`)."""
+    return n + (n & 1)
 
 
 @jit(inline="always")
@@ -1159,7 +1299,7 @@ def _qr_parts(A, logs, tau, ss, wy, signs, factor, form):
     if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
             or signs.shape != (k, LANES) or ss.shape != (2, LANES) or k > n
             or G.shape != (PANEL, PANEL, LANES)
-            or (use_wy and (V.shape != (n, PANEL, LANES) or D.shape != (PANEL, k, LANES)
+            or (use_wy and (V.shape != (wy_rows(n), PANEL, LANES) or D.shape != (PANEL, k, LANES)
                             or Gs.shape[0] != k // PANEL))):
         # the vector code reads LANES values per row: a wrong shape would read past
         # the arrays, so it is refused here (a caller's bug, not a user's input)
@@ -1285,14 +1425,14 @@ def apply_held(H, tau, Gs, X, V, D, G):
     For a product ``M Q`` hold ``M^T`` in ``X``, that is ``M``'s rows as its
     lane-columns (:func:`transpose_lanes` turns the result back).  Panels are applied
     as blocks, with the factorisation's Gram matrices ``Gs`` where it made them, else
-    with ``G`` computed here; ``V`` (n, PANEL, LANES), ``D`` (PANEL, n, LANES) and
-    ``G`` (PANEL, PANEL, LANES) are scratch (:func:`make_held`).  A last partial panel
+    with ``G`` computed here; ``V`` (wy_rows(n), PANEL, LANES), ``D`` (PANEL, n,
+    LANES) and ``G`` (PANEL, PANEL, LANES) are scratch (:func:`make_held`).  A last partial panel
     (fewer than PANEL reflectors, on as many rows) goes one reflector at a time.
     """
     k, n = H.shape[0], H.shape[1]
     use_wy = _wy_pays(n, k)
     if (k != n or H.shape[2] != LANES or X.shape != H.shape or tau.shape != (k, LANES)
-            or V.shape != (n, PANEL, LANES) or D.shape != (PANEL, n, LANES)
+            or V.shape != (wy_rows(n), PANEL, LANES) or D.shape != (PANEL, n, LANES)
             or G.shape != (PANEL, PANEL, LANES) or (use_wy and Gs.shape[0] != k // PANEL)):
         raise ValueError("apply_held: shapes do not match")
     no, yes = np.bool_(False), np.bool_(True)

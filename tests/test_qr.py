@@ -386,7 +386,7 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
     for i in range(p0, p0 + P):
         tau[i] = 2.0 / (1.0 + (A[i, i + 1:].astype(np.float64) ** 2).sum(axis=0))
     want = _reflectors_one_by_one(A, p0, c0, nc, tau, backwards)
-    V = np.empty((n, P, L), dtype=dtype)
+    V = np.empty((lanes.wy_rows(n), P, L), dtype=dtype)
     D = np.full((P, k, L), np.nan, dtype=dtype)
     G = np.empty((P, P, L), dtype=dtype)
     lanes._load_panel(A, p0, V, G, D, True)
