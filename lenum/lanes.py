@@ -485,6 +485,7 @@ def _wy_joined_codegen(context, builder, update, vec, align, fl, const, args, ar
     i32 = ir.IntType(32)
     wide = ir.VectorType(vec.element, 2 * LANES)
     both = ir.Constant(ir.VectorType(i32, 2 * LANES), list(range(LANES)) * 2)
+    joined = ir.Constant(ir.VectorType(i32, 2 * LANES), list(range(2 * LANES)))
     low = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES)))
     high = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES, 2 * LANES)))
     lanes = const(LANES)
@@ -540,11 +541,8 @@ def _wy_joined_codegen(context, builder, update, vec, align, fl, const, args, ar
             for arow_, prow in zip(accs, pd):
                 for acc, p in zip(arow_, prow):
                     # the sum so far in the low half, the odd rows' from zero
-                    start = builder.shuffle_vector(builder.select(first, zeros, load(p)),
-                                                   zeros, ir.Constant(
-                                                       ir.VectorType(i32, 2 * LANES),
-                                                       list(range(2 * LANES))))
-                    builder.store(start, acc)
+                    start = builder.select(first, zeros, load(p))
+                    builder.store(builder.shuffle_vector(start, zeros, joined), acc)
             with cgutils.for_range_slice(builder, zero, pairs, one) as (m, _):
                 vs = [load(builder.gep(p, [builder.mul(m, vstep)])) for p in pv]
                 for w in range(width):
@@ -1299,8 +1297,8 @@ def _qr_parts(A, logs, tau, ss, wy, signs, factor, form):
     if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
             or signs.shape != (k, LANES) or ss.shape != (2, LANES) or k > n
             or G.shape != (PANEL, PANEL, LANES)
-            or (use_wy and (V.shape != (wy_rows(n), PANEL, LANES) or D.shape != (PANEL, k, LANES)
-                            or Gs.shape[0] != k // PANEL))):
+            or (use_wy and (V.shape != (wy_rows(n), PANEL, LANES)
+                            or D.shape != (PANEL, k, LANES) or Gs.shape[0] != k // PANEL))):
         # the vector code reads LANES values per row: a wrong shape would read past
         # the arrays, so it is refused here (a caller's bug, not a user's input)
         raise ValueError("lanes_qr: arrays must be shaped as make_lanes(n, k) makes them")
@@ -1426,8 +1424,9 @@ def apply_held(H, tau, Gs, X, V, D, G):
     lane-columns (:func:`transpose_lanes` turns the result back).  Panels are applied
     as blocks, with the factorisation's Gram matrices ``Gs`` where it made them, else
     with ``G`` computed here; ``V`` (wy_rows(n), PANEL, LANES), ``D`` (PANEL, n,
-    LANES) and ``G`` (PANEL, PANEL, LANES) are scratch (:func:`make_held`).  A last partial panel
-    (fewer than PANEL reflectors, on as many rows) goes one reflector at a time.
+    LANES) and ``G`` (PANEL, PANEL, LANES) are scratch (:func:`make_held`).  A last
+    partial panel (fewer than PANEL reflectors, on as many rows) goes one reflector at
+    a time.
     """
     k, n = H.shape[0], H.shape[1]
     use_wy = _wy_pays(n, k)

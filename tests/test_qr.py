@@ -399,6 +399,37 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
     np.testing.assert_array_equal(got[:c0], A[:c0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [lanes.WY_MIN_ROWS + 16, lanes.WY_MIN_ROWS + 17])
+def test_wy_copy_layout(dtype, n):
+    """The compact-WY path's copy of a panel's reflectors: row i of reflector j at
+    V[i, j], or, where two rows share a register (float32 with AVX-512), rows 2m and
+    2m + 1 side by side, V viewed as (rows / 2, PANEL, 2, LANES); zeros above each
+    reflector's own row and 1 on it; the Gram matrix is V^T V per lane."""
+    P, L = lanes.PANEL, lanes.LANES
+    p0 = P
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((2 * P, n, L)).astype(dtype)
+    V = np.full((lanes.wy_rows(n), P, L), np.nan, dtype=dtype)
+    D = np.empty((P, 2 * P, L), dtype=dtype)
+    G = np.empty((P, P, L), dtype=dtype)
+    lanes._load_panel(A, p0, V, G, D, True)
+    rows = n - p0
+    want = np.zeros((rows, P, L), dtype=dtype)
+    for j in range(P):
+        want[j, j] = 1.0
+        want[j + 1:, j] = A[p0 + j, p0 + j + 1:]
+    joined = lanes._wy_joined(np.dtype(dtype).itemsize)
+    assert joined == (lanes.AVX512 and dtype == np.float32)
+    if joined:
+        got = V.reshape(-1, P, 2, L).transpose(0, 2, 1, 3).reshape(-1, P, L)[:rows]
+    else:
+        got = V[:rows]
+    np.testing.assert_array_equal(got, want)
+    gram = np.einsum("ijl,iml->jml", want.astype(np.float64), want.astype(np.float64))
+    np.testing.assert_allclose(G, gram, rtol=EPS[dtype] * n, atol=EPS[dtype] * n)
+
+
 # below and above WY_MIN_ROWS (panels as blocks with kept Gram matrices), with and
 # without a last partial panel, and under one panel
 @pytest.mark.parametrize("dtype", DTYPES)
