@@ -408,11 +408,6 @@ def _wy_codegen(update):
         def const(x):
             return ir.Constant(ity, x)
 
-        if _wy_joined(align):
-            _wy_joined_codegen(context, builder, update, vec, align, fl, const, args,
-                               signature.args, vr0, r0, nr, c0, nc, first, n, kd)
-            return context.get_dummy_value()
-
         def at(arty, arr, outer, inner, h):
             # lane-vector outer + inner of the array, from lane h * hc
             off = builder.add(builder.mul(builder.add(outer, inner), const(LANES)),
@@ -424,7 +419,7 @@ def _wy_codegen(update):
         zero, one = const(0), const(1)
         halves = LANES // hc
 
-        def group(c, width):
+        def halves_group(c, width):
             # blocks of reflectors and halves of the lane-vectors in a run-time loop:
             # unrolled, they were 2-4 copies of the code for LLVM to optimise in every
             # kernel that calls the QR (seconds of cold compile)
@@ -445,6 +440,11 @@ def _wy_codegen(update):
                     _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow,
                                   align, fl)
 
+        if _wy_joined(align):
+            group = _wy_joined_group(context, builder, update, vec, align, fl, const, args,
+                                     signature.args, vr0, r0, nr, first, n, kd)
+        else:
+            group = halves_group
         wide = const(_WY_TARGETS)
         full = builder.sdiv(nc, wide)
         with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
@@ -474,12 +474,13 @@ def _v_index(builder, i, j, joined):
     return builder.add(builder.shl(pair, one), builder.and_(i, one))
 
 
-def _wy_joined_codegen(context, builder, update, vec, align, fl, const, args, argtys,
-                       vr0, r0, nr, c0, nc, first, n, kd):
-    """:func:`_wy_codegen` on registers of two rows of a lane-vector.  ``vr0`` and the
-    rows of every chunk the callers pass are even (PANEL is), so a pair of A's rows
-    is one load and meets one pair of ``V``; an odd last row goes on its own.  The dot
-    products sum the even and the odd rows apart and add the halves at the end."""
+def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argtys,
+                     vr0, r0, nr, first, n, kd):
+    """``group(c, width)`` of :func:`_wy_codegen`, the code for the target columns c ..
+    c + width - 1, on registers of two rows of a lane-vector.  ``vr0`` and the rows of
+    every chunk the callers pass are even (PANEL is), so a pair of A's rows is one load
+    and meets one pair of ``V``; an odd last row goes on its own.  The dot products sum
+    the even and the odd rows apart and add the halves at the end."""
     v, _, a, _, _, _, _, d, _ = args
     vty, aty, dty = argtys[0], argtys[2], argtys[7]
     i32 = ir.IntType(32)
@@ -567,12 +568,7 @@ def _wy_joined_codegen(context, builder, update, vec, align, fl, const, args, ar
                         builder.store(builder.fadd(load(p), builder.fmul(vs[j], x, flags=fl),
                                                    flags=fl), p, align=align)
 
-    wide_t = const(_WY_TARGETS)
-    full = builder.sdiv(nc, wide_t)
-    with cgutils.for_range_slice(builder, zero, full, one) as (b, _):
-        group(builder.add(c0, builder.mul(b, wide_t)), _WY_TARGETS)
-    with cgutils.for_range_slice(builder, builder.mul(full, wide_t), nc, one) as (q, _):
-        group(builder.add(c0, q), 1)
+    return group
 
 
 def _wy_typing(V, vr0, A, r0, nr, c0, nc, D, first):
