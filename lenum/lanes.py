@@ -498,9 +498,10 @@ def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argt
     def load(p):
         return builder.load(p, align=align)
 
-    def tail(p, m):
-        # the lane-vector at the start of pair m of p (a row of A or of V)
-        return builder.bitcast(builder.gep(p, [m]), vec.as_pointer())
+    def at(p, m, first_row):
+        # pair m of p (rows of A or of V), or only its first row's lane-vector
+        q = builder.gep(p, [m])
+        return builder.bitcast(q, vec.as_pointer()) if first_row else q
 
     def group(c, width):
         with cgutils.for_range_slice(builder, zero, const(PANEL // _WY_JOINED_REFLECTORS),
@@ -516,27 +517,34 @@ def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argt
                 builder.mul(builder.add(jb, const(j)), kd), builder.add(c, const(w))), lanes),
                 vec) for w in range(width)] for j in range(_WY_JOINED_REFLECTORS)]
             vstep = const(PANEL)  # registers from one pair of V's rows to the next
+
+            def rows(m, first_row, coefs, sums):
+                # pair m of rows (or its first row alone, the odd last one): the targets
+                # less the reflectors times ``coefs`` (update), or the reflectors' dot
+                # products with the targets added to ``sums`` (the dots)
+                vs = [load(at(p, builder.mul(m, vstep), first_row)) for p in pv]
+                for w in range(width):
+                    pcm = at(pc[w], m, first_row)
+                    x = load(pcm)
+                    for j in range(_WY_JOINED_REFLECTORS):
+                        if update:
+                            x = builder.fsub(x, builder.fmul(vs[j], coefs[j][w], flags=fl),
+                                             flags=fl)
+                        else:
+                            acc = sums[j][w]
+                            builder.store(builder.fadd(load(acc),
+                                                       builder.fmul(vs[j], x, flags=fl),
+                                                       flags=fl), acc, align=align)
+                    if update:
+                        builder.store(x, pcm, align=align)
+
             if update:
                 ws = [[load(p) for p in row] for row in pd]
-                ws2 = [[builder.shuffle_vector(x, x, both) for x in row] for row in ws]
+                both_halves = [[builder.shuffle_vector(x, x, both) for x in row] for row in ws]
                 with cgutils.for_range_slice(builder, zero, pairs, one) as (m, _):
-                    vs = [load(builder.gep(p, [builder.mul(m, vstep)])) for p in pv]
-                    for w in range(width):
-                        pcm = builder.gep(pc[w], [m])
-                        x = load(pcm)
-                        for j in range(_WY_JOINED_REFLECTORS):
-                            x = builder.fsub(x, builder.fmul(vs[j], ws2[j][w], flags=fl),
-                                             flags=fl)
-                        builder.store(x, pcm, align=align)
+                    rows(m, False, both_halves, None)
                 with builder.if_then(odd):
-                    vs = [load(tail(p, builder.mul(pairs, vstep))) for p in pv]
-                    for w in range(width):
-                        pcm = tail(pc[w], pairs)
-                        x = load(pcm)
-                        for j in range(_WY_JOINED_REFLECTORS):
-                            x = builder.fsub(x, builder.fmul(vs[j], ws[j][w], flags=fl),
-                                             flags=fl)
-                        builder.store(x, pcm, align=align)
+                    rows(pairs, True, ws, None)
                 return
             accs = [[cgutils.alloca_once(builder, wide) for _ in range(width)] for _ in pv]
             for arow_, prow in zip(accs, pd):
@@ -545,14 +553,7 @@ def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argt
                     start = builder.select(first, zeros, load(p))
                     builder.store(builder.shuffle_vector(start, zeros, joined), acc)
             with cgutils.for_range_slice(builder, zero, pairs, one) as (m, _):
-                vs = [load(builder.gep(p, [builder.mul(m, vstep)])) for p in pv]
-                for w in range(width):
-                    x = load(builder.gep(pc[w], [m]))
-                    for j in range(_WY_JOINED_REFLECTORS):
-                        acc = accs[j][w]
-                        builder.store(builder.fadd(builder.load(acc),
-                                                   builder.fmul(vs[j], x, flags=fl),
-                                                   flags=fl), acc)
+                rows(m, False, None, accs)
             for arow_, prow in zip(accs, pd):
                 for acc, p in zip(arow_, prow):
                     s = builder.load(acc)
@@ -560,13 +561,7 @@ def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argt
                                      builder.shuffle_vector(s, s, high))
                     builder.store(s, p, align=align)
             with builder.if_then(odd):
-                vs = [load(tail(p, builder.mul(pairs, vstep))) for p in pv]
-                for w in range(width):
-                    x = load(tail(pc[w], pairs))
-                    for j in range(_WY_JOINED_REFLECTORS):
-                        p = pd[j][w]
-                        builder.store(builder.fadd(load(p), builder.fmul(vs[j], x, flags=fl),
-                                                   flags=fl), p, align=align)
+                rows(pairs, True, None, pd)
 
     return group
 
