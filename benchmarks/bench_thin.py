@@ -28,10 +28,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from lenum.cells.gru import gru_block_row  # noqa: E402
 from lenum.cells.lstm import _lstm_block  # noqa: E402
+from lenum.cells.stack import GRU_GATES, LSTM_GATES  # noqa: E402
 from lenum.thin import (  # noqa: E402
     _thin_product,
     gated_dot,
     gated_pack,
+    gated_pays,
     gated_rows,
     lstm_gated_dot,
     thin_dot,
@@ -104,7 +106,7 @@ def measure_gated(cell, N, k, dtype, repeats=5, budget=0.05):
     D = rng.standard_normal(N).astype(dtype)
     V = gated_rows(W)
     P = np.empty((N // V, N, G, V), dtype)
-    gated_pack(W, np.arange(G) if lstm else np.array([1, 0, 2]), P)
+    gated_pack(W, np.array(LSTM_GATES if lstm else GRU_GATES), P)
     X = rng.standard_normal((N, k)).astype(dtype)
     Yf, Yg = np.empty((rows, k), dtype), np.empty((rows, k), dtype)
     M = np.empty((rows, N), dtype)
@@ -131,7 +133,7 @@ def main_gated(a):
         for dt in a.dtype.split(","):
             for N in (int(s) for s in a.sizes.split(",")):
                 for k in (int(s) for s in a.k.split(",")):
-                    if N % gated_rows(np.empty(1, dt)) or k % 8 or k > 32:
+                    if not gated_pays(N, k, np.empty(1, dt)):
                         continue
                     tf, tg, same = measure_gated(cell, N, k, np.dtype(dt), a.repeats,
                                                  a.budget)
