@@ -84,6 +84,18 @@ def test_bench_thin_smoke(capsys):
     assert "| float64 | 16 | 16 |" in capsys.readouterr().out
 
 
+def test_bench_thin_gated_smoke(capsys):
+    # the gated products against the formed blocks: equal to the bit, sizes where they
+    # do not run (k = 40) left out
+    rows = load("bench_thin").main(["--gated", "--sizes", "16", "--k", "8,16,40", "--dtype",
+                                    "float64", "--repeats", "1", "--budget", "0.001"])
+    assert [(r["cell"], r["k"]) for r in rows] == [("gru", 8), ("gru", 16), ("lstm", 8),
+                                                   ("lstm", 16)]
+    for r in rows:
+        assert r["formed"] > 0 and r["gated"] > 0 and r["same"]
+    assert "| lstm | float64 | 16 | 16 |" in capsys.readouterr().out
+
+
 def test_bench_qr_and_tangent_smoke(capsys):
     rows = load("bench_qr").run([8], ["float64"], ["plain", "lapack", "lanes"],
                                  budget=0.001)
