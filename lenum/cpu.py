@@ -23,8 +23,9 @@ from .cells.stack import (FAMILY, GRU, GRU_GATES, GRU_RB, grouped, gru_rb_stack_
                           gru_stack_step, lstm_group_step, lstm_stack_step,
                           make_group_workspace, make_products, make_workspace,
                           vanilla_group_step, vanilla_stack_step)
+from .cholqr import interleaved_qr, make_chol
 from .lanes import (LANES, apply_held, form_held, gated_lanes, gather, lane_empty, lanes_factor,
-                    lanes_qr, make_held, make_lanes, pays, scatter, transpose_lanes)
+                    make_held, make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
 
@@ -146,9 +147,9 @@ def qr_interleaved(Z, m, Q, b0, logsum, local, counted, block, length, keep_loca
     with copies of sequence ``b0``.  The same as LAPACK's (:func:`qr_one_by_one`) up to
     round-off (1e-15 relative per step), so a sequence's last digits can depend on the
     batch it ran in."""
-    A, llogs, tau, ss, wy = lanes
+    A, llogs, tau, ss, wy, cw = lanes
     gather(Z, m, A)
-    lanes_qr(A, llogs, tau, ss, wy)
+    interleaved_qr(A, llogs, tau, ss, wy, cw)
     scatter(A, m, Q, b0)
     if counted:
         _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
@@ -165,11 +166,19 @@ def qr_one_by_one(Z, m, Q, b0, logsum, local, counted, block, length, keep_local
 
 
 @jit(inline="always")
+def _lanes(n, k, dtype_like):
+    # a group's QR workspace: the Householder QR's (lenum.lanes), and CholeskyQR2's
+    # where it pays (lenum.cholqr); the held bases use the former only
+    A, logs, tau, ss, wy = make_lanes(n, k, dtype_like)
+    return A, logs, tau, ss, wy, make_chol(n, k, dtype_like)
+
+
+@jit(inline="always")
 def _workspace(n, k, G, dtype_like):
     # G = LANES for the interleaved QR, 1 for LAPACK's.  Inlined, like make_lanes: as
     # compiled levels of their own, the allocations took 1-3 s of a kernel's cold compile
     Z = np.empty((G, n, k), dtype=dtype_like.dtype)
-    lanes = make_lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like)
+    lanes = _lanes(n if G > 1 else 0, k if G > 1 else 0, dtype_like)
     logs = np.empty(k if G == 1 else 0, dtype=np.float64)
     work = np.empty((work_rows(n) if G == 1 else 0, k), dtype=dtype_like.dtype)
     return Z, lanes, logs, work
@@ -199,7 +208,7 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
     interleaved throughout (``step``: a group step of :mod:`lenum.cells.stack`): the QR
     works in place, and states and bases are copied in and out once per window, not
     once per step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
-    A, llogs, tau, ss, wy = lanes
+    A, llogs, tau, ss, wy, cw = lanes
     XA, HA, HN, P, GA, D = gw
     ZA = A
     gather(Q[b0:b0 + m], m, QA)
@@ -209,7 +218,7 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
         step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D)
         qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
         if qr:
-            lanes_qr(ZA, llogs, tau, ss, wy)
+            interleaved_qr(ZA, llogs, tau, ss, wy, cw)
             if counted:
                 _record_lanes(llogs, m, b0, logsum, local, block, length, keep_local)
         QA, ZA = ZA, QA
@@ -222,7 +231,7 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
 def _advance_groups(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, t0, T,
                     warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    lanes = make_lanes(n, k, X)
+    lanes = _lanes(n, k, X)
     QA = lane_empty((k, n, LANES), X.dtype)
     gw = make_group_workspace(code, w_ih0, w_hh, k, X)
     for b0 in range(0, B, LANES):
@@ -295,7 +304,7 @@ def _factor_held(lanes, hw, apply, m, b0, logsum, local, tg, T, warmup, keep_loc
     Q here is the reflectors' product, without the signs that make R's diagonal
     positive: its columns may differ in sign from a formed basis, which moves no
     |R_ii| and so no exponent (form_held applies the last QR's signs only)."""
-    A, llogs, tau, ss, wy = lanes
+    A, llogs, tau, ss, wy, _ = lanes
     XT, signs, V, DS, G = hw
     if apply:
         apply_held(A, tau, wy[2], XT, V, DS, G)
@@ -314,7 +323,7 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
     others apply the last QR's reflectors to D W, J_t Q = (Q^T (D W)^T)^T; the basis
     the next window starts from is formed at the end.  ``none`` (0, n, LANES): no
     basis columns, for the group step's states and slopes alone."""
-    A, llogs, tau, ss, wy = lanes
+    A, llogs, tau, ss, wy, _ = lanes
     XA, HA, HN, P, GA, D = gw
     XT, signs, V, DS, G = hw
     if X.shape[1] == 0:
@@ -341,7 +350,7 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
 def _advance_vanilla_groups_held(X, S, Q, logsum, local, code, w_ih0, w_ihr, w_hh, b_ih, b_hh,
                                  t0, T, warmup, qr_every, keep_local):
     B, n, k = Q.shape
-    lanes = make_lanes(n, k, X)
+    lanes = _lanes(n, k, X)
     QA = lane_empty((k, n, LANES), X.dtype)
     gw = make_group_workspace(code, w_ih0, w_hh, k, X)
     none = lane_empty((0, n, LANES), X.dtype)
@@ -597,7 +606,7 @@ def _advance_sequences_held(step, X, S, Q, logsum, local, code, w_ih0, w_ihr, w_
             _factor_held(lanes, hw, t > 0, m, b0, logsum, local, t0 + t + 1, T, warmup,
                          keep_local)
         if X.shape[1] > 0:
-            A, llogs, tau, ss, wy = lanes
+            A, llogs, tau, ss, wy, _ = lanes
             form_held(A, llogs, hw[1], tau, ss, wy)
             scatter(A, m, Q, b0)
 

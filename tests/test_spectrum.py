@@ -1191,3 +1191,52 @@ def test_given_jacobians_held_beside_other_threads_reflector_by_reflector(monkey
         two = lenum.spectrum_from_jacobians(J)
     assert calls == [True, True]
     np.testing.assert_allclose(two.per_sequence, one.per_sequence, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell,N", [("rnn_tanh", 48), ("gru", 48), ("lstm", 24)])
+def test_cholesky_qr_groups_match_oracle(cell, N):
+    """n = 48 rows and k = 16, where the groups' QR is CholeskyQR2 (lenum.cholqr):
+    B = 10 (a group of 8 and a padded group of 2, or 2 sequences one by one), a QR
+    every step and every third, against the oracle per sequence."""
+    from lenum.cholqr import chol_pays
+
+    rng = np.random.default_rng(23)
+    d, L, B, T, warmup, k = 3, 1, 10, 24, 3, 16
+    w, net, x, h0, c0 = _oracle_problem(cell, rng, N, d, L, B, T)
+    n = net.state_size
+    assert chol_pays(n, k, np.empty(0)) == lenum.lanes.AVX512
+    q0 = naive.random_orthonormal(n, k, rng)
+    s0 = naive.state_from_h0(cell, h0, c0)
+    with _numba_threads(1):
+        for qr_every in (1, 3):
+            res = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0,
+                                          qr_every=qr_every)
+            for b in range(B):
+                _, jac = naive.trajectory(cell, w, L, x[b], s0[b])
+                exps = naive.lyapunov_spectrum(jac, q0, warmup, qr_every)
+                tol, _ = _oracle_tolerance(jac, q0, warmup, qr_every)
+                np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("qr_every", [1, 12])
+def test_known_spectrum_whether_or_not_cholesky_qr_answers(qr_every):
+    """Zero input, h0 = 0, 48 units, k = 16: J_t = W_hh, the exponents are the 16
+    largest log|eig(W_hh)| (magnitudes 10^0.5 .. 10^-1.5, signs alternating).  A QR
+    every step leaves the groups' blocks well conditioned, and CholeskyQR2 answers; every
+    12 steps their condition number passes 1e7, beyond its bound at 48 x 16, and the
+    Householder QR takes the groups over.  Both must give the closed form."""
+    rng = np.random.default_rng(5)
+    n, k, warmup, T, B = 48, 16, 240, 480, 8
+    lam = np.logspace(0.5, -1.5, n) * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    U, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    V = U * rng.uniform(1.0, 2.0, n)  # cond(V) <= 2
+    w = {"weight_ih_l0": rng.normal(size=(n, 2)),
+         "weight_hh_l0": V @ np.diag(lam) @ np.linalg.inv(V)}
+    net = lenum.Network.from_state_dict("rnn_tanh", w)
+    # the subspace converges like |lam_17 / lam_16|^t = 10^(-2t/47): 1e-20 by the warm-up
+    expected = np.log(np.abs(lam[:k]))
+    with _numba_threads(1):
+        res = lenum.lyapunov_spectrum(net, np.zeros((B, T, 2)), k=k, warmup=warmup,
+                                      qr_every=qr_every)
+    np.testing.assert_allclose(res.per_sequence, np.broadcast_to(expected, (B, k)), rtol=0,
+                               atol=1e-9)
