@@ -11,7 +11,8 @@ the block twice.  Once is not accurate, as Q's loss of orthogonality grows with
 ``cond(A)`` stays below about ``u^{-1/2} / (8 sqrt(n k + k (k + 1)))`` (Yamamoto,
 Nakatsukasa, Yanagisawa and Fukaya, ETNA 44, 2015).  That bound is checked, per lane,
 before A is overwritten, with ``||R||_F ||R^{-1}||_F`` (at least ``cond(A)``); where it
-fails, or the Gram matrix is not positive definite (a zero column, NaN, Inf), the group
+fails, or a pivot of the Cholesky factor is not positive or lies where squares may have
+under- or overflowed (a zero column, NaN, Inf, entries beyond about 1e+-140), the group
 is left untouched and the caller runs the Householder QR instead.
 
 R's diagonal is that of Householder's with diag(R) >= 0 (the QR is unique), so the
@@ -27,8 +28,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._jit import jit
-from .lanes import (AVX512, LANES, _c_array, _dim, _lane_setup, _vectors, _wy_dots_body,
-                    lane_empty, lanes_qr)
+from .lanes import (_HUGE, _TINY, AVX512, LANES, _c_array, _dim, _lane_setup, _vectors,
+                    _wy_dots_body, lane_empty, lanes_qr)
 
 # columns blocked together in the register tiles: 4 sources by 4 targets, 16
 # accumulators of whole lane-vectors.  k must be a multiple of it
@@ -183,7 +184,7 @@ def _chunk_rows(k, itemsize):
 def _factor(typingctx, C, R, W, out):
     """Per lane: R upper triangular with ``R^T R = C`` (C's upper triangle read, then
     overwritten; R may be C), W = R^{-1} with zeros below its diagonal; ``out[0]`` 1
-    where every pivot was positive and finite, else 0, and ``out[1] = ||R||_F^2
+    where every pivot lay in [_TINY, _HUGE] (not NaN), else 0, and ``out[1] = ||R||_F^2
     ||R^{-1}||_F^2``.  Written as vector code: numba compiles a loop over the lanes to
     scalar code, which made the factor cost more than the block's passes up to n = 128."""
     if not (_c_array(C, 3) and _c_array(R, 3) and _c_array(W, 3) and _c_array(out, 2)
@@ -237,8 +238,9 @@ def _factor(typingctx, C, R, W, out):
             # row i of R from C's row i as updated by the rows above, then the trailing
             # rows updated by it (right-looking; C is overwritten)
             d = load(at(cty, c, i, i))
-            good = builder.and_(builder.fcmp_ordered(">", d, vzero),
-                                builder.fcmp_ordered("<", d, ir.Constant(vec, [np.inf] * LANES)))
+            # pivots out of this range: squares that may have under- or overflowed
+            good = builder.and_(builder.fcmp_ordered(">=", d, ir.Constant(vec, [_TINY] * LANES)),
+                                builder.fcmp_ordered("<=", d, ir.Constant(vec, [_HUGE] * LANES)))
             builder.store(builder.and_(builder.load(ok), good), ok)
             x = builder.call(sqrt, [d])
             store(x, at(rty, r, i, i))

@@ -143,11 +143,13 @@ def test_factor_against_numpy():
         np.testing.assert_allclose(out[1, ln], expect, rtol=1e-12)
 
 
-@pytest.mark.parametrize("bad", ["ill", "zero column", "nan", "inf"])
+@pytest.mark.parametrize("bad", ["ill", "zero column", "nan", "inf", "tiny", "huge"])
 def test_hands_back_what_it_cannot_certify(bad):
     """One lane ill-conditioned (1e9, beyond the bound at 64 x 16), with a zero column,
-    a NaN or an Inf: False, A untouched to the bit, ``fails`` counted; interleaved_qr
-    then gives exactly lanes_qr's answer."""
+    a NaN or an Inf, or scaled so far (1e-152, 1e152) that its squares leave the range
+    where they are trusted (their sums near 1e-302 and 1e306):
+    False, A untouched to the bit, ``fails`` counted; interleaved_qr then gives exactly
+    lanes_qr's answer."""
     rng = np.random.default_rng(9)
     n, k = 64, 16
     conds = [3.0] * L
@@ -160,6 +162,8 @@ def test_hands_back_what_it_cannot_certify(bad):
         blocks[2, 7, 3] = np.nan
     elif bad == "inf":
         blocks[2, 7, 3] = np.inf
+    elif bad in ("tiny", "huge"):
+        blocks[2] *= 1e-152 if bad == "tiny" else 1e152
     A = _interleaved(blocks)
     before = A.copy()
     logs = np.zeros((k, L))
