@@ -40,8 +40,8 @@ TILE = 4
 _CHUNK_BYTES = 65536
 # where it was measured faster than the Householder QR (float64, AVX-512, one group,
 # one thread): 2.6x at n = 256, k = 16, 1.9x at 128, 1.3x at 64, 1.2x at 48; k = 32
-# 1.8x at 256, 1.1x at 96, 0.9x at 64; k = 64 0.6-0.8x (its tiles' row loops are
-# short); below 48 rows 0.6-0.96x
+# 1.8x at 256, 1.1x at 96, 0.9x at 64; k = 64 0.6-0.8x at 128-256; below 48 rows
+# 0.6-0.96x
 CHOL_MAX_COLS = 32
 CHOL_MIN_ROWS = 48
 
@@ -81,10 +81,11 @@ def _make_chol_code(n, k, dtype_like):
 
 
 def _tiles(context, builder, signature, args, body):
-    """Code looping ``body(pv, pc, pd, first_pass)`` over the TILE x TILE tiles of
-    sources (pointers ``pv``) and targets (``pc``) at row r0 of A, with ``pd`` the
-    tile's entries of the (k, k, LANES) matrix: targets from the last tile down, each
-    with the tiles of sources from its own (``first_pass``) down to the first."""
+    """Code looping ``body(vec, align, flag, own, pv, pc, pd, nr, row)`` over the TILE x
+    TILE tiles of sources (pointers ``pv``) and targets (``pc``) at row r0 of A, with
+    ``pd`` the tile's entries of the (k, k, LANES) matrix: targets from the last tile
+    down, each with the tiles of sources from its own (``own`` true) down to the first.
+    ``flag`` is the intrinsic's last argument; ``row`` steps a pointer one row."""
     a, r0, nr, c, flag = args
     aty, r0ty, nrty, cty, fty = signature.args
     vec, align, (r0, nr), (flag,) = _lane_setup(context, builder, aty.dtype,
