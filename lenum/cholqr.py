@@ -60,9 +60,11 @@ def make_chol(n, k, dtype_like):
 
 
 def _chol_tried(dtype):
-    # CholeskyQR2's code is compiled only where it may run: chosen when numba types
-    # the calls (overloads), as the workspace and the code cost a kernel 2-4 s of cold
-    # compile
+    # CholeskyQR2's code is compiled only where it may run, chosen when numba types
+    # the calls (overloads, not inlined: inlined, the choice alone cost 1.5-2 s), as
+    # the workspace and the code cost a kernel 2-4 s of cold compile.  Only the try is
+    # chosen so: the Householder QR stays at the caller's level, where choosing it
+    # too put it one compiled level lower, re-optimised there (2 s more)
     return dtype == types.float64 and AVX512
 
 
@@ -355,18 +357,19 @@ def cholesky_qr2(A, logs, cw):
 MAX_FAILS = 2
 
 
-def _qr_by_dtype(A, logs, tau, ss, wy, cw):
+def _try_chol(A, logs, cw):
     pass
 
 
-@overload(_qr_by_dtype)
-def _qr_by_dtype_code(A, logs, tau, ss, wy, cw):
+@overload(_try_chol)
+def _try_chol_code(A, logs, cw):
     if not _chol_tried(A.dtype):
-        return lambda A, logs, tau, ss, wy, cw: lanes_qr(A, logs, tau, ss, wy)
+        return lambda A, logs, cw: False
 
-    def code(A, logs, tau, ss, wy, cw):
-        if cw[0].shape[0] == 0 or cw[4][0] >= MAX_FAILS or not cholesky_qr2(A, logs, cw):
-            lanes_qr(A, logs, tau, ss, wy)
+    def code(A, logs, cw):
+        if cw[0].shape[0] == 0 or cw[4][0] >= MAX_FAILS:
+            return False
+        return cholesky_qr2(A, logs, cw)
     return code
 
 
@@ -374,4 +377,5 @@ def _qr_by_dtype_code(A, logs, tau, ss, wy, cw):
 def interleaved_qr(A, logs, tau, ss, wy, cw):
     """:func:`lenum.lanes.lanes_qr`, by :func:`cholesky_qr2` where it pays and its
     bound holds (``cw`` from :func:`make_chol`)."""
-    _qr_by_dtype(A, logs, tau, ss, wy, cw)
+    if not _try_chol(A, logs, cw):
+        lanes_qr(A, logs, tau, ss, wy)
