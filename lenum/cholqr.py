@@ -34,6 +34,8 @@ from .lanes import (_HUGE, _TINY, AVX512, LANES, _c_array, _dim, _lane_setup, _v
 # columns blocked together in the register tiles: 4 sources by 4 targets, 16
 # accumulators of whole lane-vectors.  k must be a multiple of it
 TILE = 4
+# the products may be fused into FMAs: round-off only
+_FL = ("contract",)
 # the block's rows taken a chunk of this many bytes at a time, every tile of the
 # chunk before the next: 64 KiB against 32 (0.9-1.0x), 16 (0.85-0.95x) and the whole
 # block at once (0.8-1.0x), n = 128-256, k = 16-32
@@ -139,8 +141,7 @@ def _gram(typingctx, A, r0, nr, C, first):
 
     def codegen(context, builder, signature, args):
         def body(vec, align, first, _, pv, pc, pd, nr, row):
-            _wy_dots_body(builder, vec, first, pv, pc, pd, nr, len(pc), row, row, align,
-                          ("contract",))
+            _wy_dots_body(builder, vec, first, pv, pc, pd, nr, len(pc), row, row, align, _FL)
         return _tiles(context, builder, signature, args, body)
 
     return sig, codegen
@@ -170,8 +171,7 @@ def _tri_mul(typingctx, A, r0, nr, W, unused):
                     pcr = builder.gep(p, [builder.mul(r, row)])
                     x = builder.select(own, zero, builder.load(pcr, align=align))
                     for j, v in enumerate(vs):
-                        x = builder.fadd(x, builder.fmul(v, ws[j][w], flags=("contract",)),
-                                         flags=("contract",))
+                        x = builder.fadd(x, builder.fmul(v, ws[j][w], flags=_FL), flags=_FL)
                     builder.store(x, pcr, align=align)
         return _tiles(context, builder, signature, args, body)
 
@@ -199,8 +199,8 @@ def _factor(typingctx, C, R, W, out):
         c, r, w, o = args
         cty, rty, wty, oty = signature.args
         vec, align, _, _ = _lane_setup(context, builder, cty.dtype, [], [])
-        ity = ir.IntType(64)
-        k = context.cast(builder, _dim(context, builder, cty, c, 0), types.intp, types.intp)
+        k = _dim(context, builder, cty, c, 0)
+        ity = k.type
 
         def const(x):
             return ir.Constant(ity, x)
@@ -220,7 +220,6 @@ def _factor(typingctx, C, R, W, out):
         vone = ir.Constant(vec, [1.0] * LANES)
         name = "llvm.sqrt.v%d%s" % (LANES, "f64" if align == 8 else "f32")
         sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec]), name)
-        fl = ("contract",)
         ok = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), LANES),
                                                             [1] * LANES))
         big = cgutils.alloca_once_value(builder, vzero)
@@ -231,8 +230,8 @@ def _factor(typingctx, C, R, W, out):
             # dot product per entry was one chain of dependent additions
             with cgutils.for_range_slice(builder, j0, k, one) as (j, _):
                 p = dst(i, j)
-                store(builder.fsub(load(p), builder.fmul(x, load(src(j)), flags=fl),
-                                   flags=fl), p)
+                store(builder.fsub(load(p), builder.fmul(x, load(src(j)), flags=_FL),
+                                   flags=_FL), p)
 
         def add_square(acc, x):
             builder.store(builder.fadd(builder.load(acc), builder.fmul(x, x)), acc)
@@ -323,9 +322,10 @@ def cholesky_qr2(A, logs, cw):
     contract of :func:`lenum.lanes.lanes_qr` (Q with diag(R) >= 0, ``log|R_jj|`` in
     ``logs`` (k, LANES)).
 
-    Returns False, with A as it was, where a lane's condition number may
-    exceed the bound of the second pass (or its Gram matrix is not positive definite):
-    the caller then factors the group by Householder.  ``cw`` is :func:`make_chol`'s
+    Returns False where a lane's condition number may exceed the bound of the second
+    pass, or a pivot is not positive and finite or lies outside [_TINY, _HUGE]: A is
+    then as it was (to round-off where the second pass's factor fails, which the bound
+    rules out), and the caller factors the group by Householder.  ``cw`` is :func:`make_chol`'s
     workspace; its ``fails`` counts these."""
     C, R, W, out, fails = cw
     k, n = A.shape[0], A.shape[1]
