@@ -49,16 +49,21 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def _cache_dirs():
     """Folders where numba keeps this package's cache files."""
     root = os.environ.get("NUMBA_CACHE_DIR")
-    if root:
-        # numba mirrors the source folder's absolute path below NUMBA_CACHE_DIR
-        mirrored = os.path.join(root, os.path.splitdrive(_HERE)[1].lstrip(os.sep))
-        tops = [mirrored]
-    else:
-        tops = [_HERE]
-    for top in tops:
-        for folder, _, _ in os.walk(top):
-            if os.path.basename(folder) == "__pycache__" or root:
+    if not root:
+        for folder, _, _ in os.walk(_HERE):
+            if os.path.basename(folder) == "__pycache__":
                 yield folder
+        return
+    from numba.core.caching import UserProvidedCacheLocator
+
+    # below NUMBA_CACHE_DIR, one folder per source folder, named by numba from its
+    # path (its name and a hash of the whole path), beside other packages' folders
+    for folder, dirs, _ in os.walk(_HERE):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        sub = UserProvidedCacheLocator.get_suitable_cache_subpath(
+            os.path.join(folder, "__init__.py"))
+        if os.path.isdir(os.path.join(root, sub)):
+            yield os.path.join(root, sub)
 
 
 def _drop_stale_cache():
