@@ -209,13 +209,13 @@ def _group_window(step, code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, lo
     works in place, and states and bases are copied in and out once per window, not
     once per step.  Lanes from ``m`` on repeat sequence ``b0``: finite, harmless work."""
     A, llogs, tau, ss, wy, cw = lanes
-    XA, HA, HN, P, GA, D = gw
+    XA, HA, HN, P, GW, D = gw
     ZA = A
     gather(Q[b0:b0 + m], m, QA)
     _lanes_of(S, b0, m, 0, HA[0])
     for t in range(X.shape[1]):
         _lanes_of(X[:, t], b0, m, 0, XA[0])
-        step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D)
+        step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GW, D)
         qr, counted, block, length = counting(t0 + t + 1, T, warmup, qr_every)
         if qr:
             interleaved_qr(ZA, llogs, tau, ss, wy, cw)
@@ -324,7 +324,7 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
     the next window starts from is formed at the end.  ``none`` (0, n, LANES): no
     basis columns, for the group step's states and slopes alone."""
     A, llogs, tau, ss, wy, _ = lanes
-    XA, HA, HN, P, GA, D = gw
+    XA, HA, HN, P, GW, D = gw
     XT, signs, V, DS, G = hw
     if X.shape[1] == 0:
         return
@@ -333,11 +333,11 @@ def _group_window_held(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, X, S, Q, b0, m, log
     for t in range(X.shape[1]):
         _lanes_of(X[:, t], b0, m, 0, XA[0])
         if t == 0:
-            vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, A, GA,
+            vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, A, GW,
                                D)
         else:
             vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, none,
-                               none, GA, D)
+                               none, GW, D)
             _scaled_rows(w_hh[0], D[0, 0], XT)
         _factor_held(lanes, hw, t > 0, m, b0, logsum, local, t0 + t + 1, T, warmup, keep_local)
         HA, HN = HN, HA

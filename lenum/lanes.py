@@ -1043,6 +1043,93 @@ def scale_add(Y, yr0, X, xr0, C, accumulate):
     _scale_add(Y, yr0, X, xr0, C, accumulate)
 
 
+# rows of M by lane-columns of X in a tile of lanes_product: the tile's accumulators,
+# a row of each of M's rows and one of X in registers (21 of AVX-512's 32; AVX2 has 16).
+# The tile's lane-columns of X stay in L1 while M streams past them from L2, which at
+# k = 2N is the smaller operand.  Alone, one thread, 64-byte aligned, N = 64-128:
+# float64 4 x 4 72-81 GFLOP/s (6 x 4 63-72; rows outer, X streaming, 35-41 at N = 128,
+# k = 256), float32 85-95 (benchmarks/RESULTS.md, "LSTM groups at many columns")
+_LANES_TILE = (4, 4) if AVX512 else (3, 3)
+
+
+@intrinsic
+def _lanes_product(typingctx, M, X, xr0, Y, yr0, accumulate):
+    """``Y[c, yr0 + i] = [Y[c, yr0 + i] +] sum_j M[i, j] X[c, xr0 + j]`` lane by lane, for
+    every lane-column c of X (k, ., LANES), i < M.shape[0], j < M.shape[1].  Shapes are
+    the caller's to check."""
+    if not (_c_array(M, 3) and _c_array(X, 3) and _c_array(Y, 3)
+            and M.dtype == X.dtype == Y.dtype):
+        return None
+    sig = types.void(M, X, xr0, Y, yr0, accumulate)
+
+    def codegen(context, builder, signature, args):
+        m, x, xr, y, yr, acc_flag = args
+        mty, xty, xrty, yty, yrty, accty = signature.args
+        vec, align, (xr, yr), (acc_flag,) = _lane_setup(
+            context, builder, mty.dtype, [(xr, xrty), (yr, yrty)], [(acc_flag, accty)])
+        fl = ("contract",)  # products fused into FMAs: round-off only, as in any GEMM
+        rows = _dim(context, builder, mty, m, 0)
+        p = _dim(context, builder, mty, m, 1)
+        k = _dim(context, builder, xty, x, 0)
+        nx = _dim(context, builder, xty, x, 1)
+        ny = _dim(context, builder, yty, y, 1)
+        ity = rows.type
+        zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
+        first = builder.not_(acc_flag)
+
+        def at(arty, arr, outer, n, inner):
+            return _vectors(context, builder, arty, arr, builder.mul(
+                builder.add(builder.mul(outer, n), inner), ir.Constant(ity, LANES)), vec)
+
+        def tile(i0, nrow, c0, ncol):
+            iq = [builder.add(i0, ir.Constant(ity, q)) for q in range(nrow)]
+            cw = [builder.add(c0, ir.Constant(ity, w)) for w in range(ncol)]
+            pm = [at(mty, m, i, p, zero) for i in iq]
+            px = [at(xty, x, c, nx, xr) for c in cw]
+            py = [[at(yty, y, c, ny, builder.add(yr, i)) for c in cw] for i in iq]
+            _wy_dots_body(builder, vec, first, pm, px, py, p, ncol, one, one, align, fl)
+
+        def blocked(n, size):
+            return builder.mul(builder.sdiv(n, ir.Constant(ity, size)), ir.Constant(ity, size))
+
+        def over_rows(c0, ncol):
+            full = blocked(rows, trows)
+            with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, trows)) as (i0, _):
+                tile(i0, trows, c0, ncol)
+            with cgutils.for_range_slice(builder, full, rows, one) as (i0, _):
+                tile(i0, 1, c0, ncol)
+
+        trows, tcols = _LANES_TILE
+        full = blocked(k, tcols)
+        with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, tcols)) as (c0, _):
+            over_rows(c0, tcols)
+        with cgutils.for_range_slice(builder, full, k, one) as (c0, _):
+            over_rows(c0, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit
+def lanes_product(M, X, xr0, Y, yr0, accumulate):
+    """LANES matrices times LANES interleaved blocks, lane by lane, into rows of
+    interleaved blocks: ``Y[c, yr0 + i, l] = [Y[c, yr0 + i, l] +] sum_j M[i, j, l]
+    X[c, xr0 + j, l]`` for each lane-column c.
+
+    :func:`shared_product` where each sequence of the group has a matrix of its own, a
+    Jacobian block formed in the lanes layout (:func:`gated_lanes`): each operation is
+    one vector across the group, and a tile of M's rows stays in registers while the
+    lane-columns of X pass.  ``M`` (m, p, LANES), ``X`` and ``Y`` (k, ., LANES) are
+    C-contiguous; ``Y`` must not share the rows read from ``X``.
+    """
+    m, p = M.shape[0], M.shape[1]
+    if (M.shape[2] != LANES or X.shape[2] != LANES or Y.shape[2] != LANES
+            or X.shape[0] != Y.shape[0] or xr0 < 0 or yr0 < 0 or xr0 + p > X.shape[1]
+            or yr0 + m > Y.shape[1]):
+        raise ValueError("lanes_product: shapes do not match")
+    _lanes_product(M, X, xr0, Y, yr0, accumulate)
+
+
 @intrinsic
 def _gated_lanes(typingctx, W, order, C, D, XT):
     """``XT[i, j] = sum_g C[g, i] W[order[g] N + i, j] (+ D[i] if i = j)``, lane by

@@ -551,6 +551,51 @@ def test_shared_product_matches_per_lane_products(m, p, k, xr0, yr0, accumulate,
     np.testing.assert_array_equal(got[:, untouched], Y[:, untouched])
 
 
+@given(
+    m=st.integers(1, 13),
+    p=st.one_of(st.integers(1, 11), st.integers(30, 70)),
+    k=st.integers(1, 9),
+    xr0=st.integers(0, 3),
+    yr0=st.integers(0, 3),
+    accumulate=st.booleans(),
+    dtype=st.sampled_from(["float64", "float32"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_lanes_product_matches_per_lane_products(m, p, k, xr0, yr0, accumulate, dtype, seed):
+    """lenum.lanes.lanes_product against one NumPy product per lane, each lane its own
+    matrix: every row and column remainder of the register tiles (lanes._LANES_TILE),
+    offsets, both flags; rows of Y outside yr0 .. yr0 + m - 1 must not change."""
+    rng = np.random.default_rng(seed)
+    L = lanes.LANES
+    M = rng.standard_normal((m, p, L)).astype(dtype)
+    X = rng.standard_normal((k, xr0 + p + 1, L)).astype(dtype)
+    Y = rng.standard_normal((k, yr0 + m + 2, L)).astype(dtype)
+    expected = Y.astype(float)
+    for ln in range(L):
+        block = M[:, :, ln].astype(float) @ X[:, xr0:xr0 + p, ln].astype(float).T
+        if accumulate:
+            block = block + Y[:, yr0:yr0 + m, ln].T
+        expected[:, yr0:yr0 + m, ln] = block.T
+    got = Y.copy()
+    lanes.lanes_product(M, X, xr0, got, yr0, accumulate)
+    tol = (1e-13 if dtype == "float64" else 1e-5) * (p + 1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+    untouched = np.ones(Y.shape[1], bool)
+    untouched[yr0:yr0 + m] = False
+    np.testing.assert_array_equal(got[:, untouched], Y[:, untouched])
+
+
+def test_lanes_product_refuses_wrong_shapes():
+    L = lanes.LANES
+    M, X, Y = np.ones((3, 4, L)), np.ones((2, 4, L)), np.ones((2, 3, L))
+    lanes.lanes_product(M, X, 0, Y, 0, True)
+    for args in [(M, X, 1, Y, 0), (M, X, 0, Y, 1), (M, np.ones((2, 4, L - 1)), 0, Y, 0),
+                 (M, X, 0, np.ones((3, 3, L)), 0), (M, X, -1, Y, 0),
+                 (np.ones((3, 4, L - 1)), X, 0, Y, 0)]:
+        with pytest.raises(ValueError, match="lanes_product"):
+            lanes.lanes_product(*args, True)
+
+
 @jit
 def _lane_empty_of(shape, like):
     return lanes.lane_empty(shape, like.dtype)
@@ -584,6 +629,10 @@ for dt, tol in (("float64", 1e-12), ("float32", 2e-4)):
     D = np.ones((13, lanes.LANES), dt)
     lanes.shared_product(W, X, 0, Y, 0, D, False, False)
     want = np.einsum("ir,crl->cil", W.astype(float), X.astype(float))
+    assert np.abs(Y - want).max() < tol * 40, dt
+    M = rng.standard_normal((13, 40, lanes.LANES)).astype(dt)
+    lanes.lanes_product(M, X, 0, Y, 0, False)
+    want = np.einsum("irl,crl->cil", M.astype(float), X.astype(float))
     assert np.abs(Y - want).max() < tol * 40, dt
     for n, k in ((40, 40), (120, 120)):  # from 96 rows the compact-WY path
         B = rng.standard_normal((lanes.LANES, n, k)).astype(dt)
@@ -634,8 +683,9 @@ print("ok")
 @pytest.mark.skipif(not lanes.AVX512, reason="the AVX2 code is what this CPU runs")
 def test_register_blocking_for_avx2_on_an_avx512_machine(tmp_path):
     """This machine runs the AVX-512 register blocking; the AVX2 one (4 x 1 product
-    tiles in float64, 256-bit halves in the compact-WY passes, 2 x 2 tiles in
-    lenum.thin, gated products' tiles of one 256-bit vector) is what CPUs without
+    tiles in float64, 3 x 3 tiles of lanes_product, 256-bit halves in the compact-WY
+    passes, 2 x 2 tiles in lenum.thin, gated products' tiles of one 256-bit vector) is
+    what CPUs without
     AVX-512 run.  Compiled here for the host's
     features less AVX-512, in a process of its own, against NumPy."""
     from numba.core.codegen import get_host_cpu_features

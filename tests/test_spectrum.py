@@ -419,7 +419,7 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
     """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
 
     B = 10 sequences.  Cells with a group step (lenum.cells.stack.grouped: vanilla, and
-    LSTM with k = 1 here): on one thread a group of 8 and a padded group of 2, on two
+    LSTM up to 128 units): on one thread a group of 8 and a padded group of 2, on two
     threads slices of 5, each one padded group, states and tangents interleaved.  The
     other cells: on one thread a group of 8 (interleaved QR) and 2 sequences one by
     one, on two threads one padded group each.  Every sequence must match its own
@@ -442,6 +442,37 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
         tol, tol_local = _oracle_tolerance(jac, q0, warmup, qr_every)
         np.testing.assert_allclose(res.per_sequence[b], exps, rtol=0, atol=tol)
         np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
+
+
+@pytest.mark.parametrize("L,k", [(1, 26), (2, 9), (2, 52)])
+def test_lstm_groups_match_oracle(L, k):
+    """LSTM groups (lenum.cells.stack.lstm_group_step, dc'/dh formed in the lanes and
+    multiplied lane by lane) at N = 13 units, whole 4 x 4 tiles of
+    lenum.lanes.lanes_product and their remainders, one layer or two (the chain through
+    the shared input products), k below and at n.  B = 10 on one thread: a group of 8
+    and a padded group of 2.  float64 against each sequence's oracle run, float32
+    against float64."""
+    from lenum import cpu
+    from lenum.cells.stack import LSTM
+
+    rng = np.random.default_rng(29 + k)
+    N, d, B, T, warmup = 13, 3, 10, 30, 3
+    w, net, x, h0, c0 = _oracle_problem("lstm", rng, N, d, L, B, T)
+    n = net.state_size
+    assert cpu._in_groups(LSTM, N, n, k, B) == B
+    q0 = naive.random_orthonormal(n, k, rng)
+    with _numba_threads(1):
+        r64 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0)
+        r32 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0,
+                                      dtype="float32")
+    s0 = naive.state_from_h0("lstm", h0, c0)
+    for b in range(B):
+        _, jac = naive.trajectory("lstm", w, L, x[b], s0[b])
+        exps = naive.lyapunov_spectrum(jac, q0, warmup, 1)
+        tol, _ = _oracle_tolerance(jac, q0, warmup, 1)
+        np.testing.assert_allclose(r64.per_sequence[b], exps, rtol=0, atol=tol)
+        np.testing.assert_allclose(r32.per_sequence[b], r64.per_sequence[b], rtol=0,
+                                   atol=_float32_tolerance(jac, q0, warmup))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -554,21 +585,25 @@ def test_gru_groups_holding_their_bases_match_oracle(monkeypatch, cell, N, L, th
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cell,k", [("gru", 8), ("gru", 16), ("lstm", 16), ("lstm", 24)])
-def test_gated_products_match_oracle(cell, k, threads):
+def test_gated_products_match_oracle(monkeypatch, cell, k, threads):
     """GRU and LSTM layers whose tangent is a gated product (lenum.thin.gated_dot,
     lstm_gated_dot: the Jacobian block never formed): N = 16 units (whole tiles in both
-    dtypes), 2 layers (the second through the chain from the first), k of 8-24 (the
-    LSTM's above N / 2, where it steps sequence by sequence).  B = 10: a group of 8
-    with the interleaved QR and 2 one by one (one thread), or one padded group per
-    thread.  float64 against the oracle per sequence; float32 against float64."""
+    dtypes), 2 layers (the second through the chain from the first), k of 8-24.  The
+    LSTM steps sequence by sequence here as it does above 128 units (its group step
+    taken away).  B = 10: a group of 8 with the interleaved QR and 2 one by one (one
+    thread), or one padded group per thread.  float64 against the oracle per
+    sequence; float32 against float64."""
+    from lenum import cpu
     from lenum.cells.stack import GRU, LSTM, grouped, make_workspace
 
+    assert grouped(LSTM, 16, k) and not grouped(LSTM, 129, k)
+    monkeypatch.setattr(cpu, "grouped", lambda code, N, k: code != LSTM and grouped(code, N, k))
     rng = np.random.default_rng(17)
     N, d, L, B, T, warmup = 16, 3, 2, 10, 30, 3
     w, net, x, h0, c0 = _oracle_problem(cell, rng, N, d, L, B, T)
     n = net.state_size
     code, G, S = (GRU, 3, N) if cell == "gru" else (LSTM, 4, 2 * N)
-    assert not grouped(code, N, k)
+    assert not cpu.grouped(code, N, k)
     for dt in (np.float64, np.float32):  # the path under test is the one taken
         M = make_workspace(code, np.zeros((G * N, d), dt), np.zeros((L, G * N, N), dt), k,
                            np.empty(1, dt))[0]
@@ -1056,8 +1091,9 @@ def test_group_kernel_routing():
     assert cpu._in_groups(RNN_TANH, 128, 128, 128, 7) == 0  # 7 < 8 = min_fill(128)
     assert cpu._in_groups(RNN_TANH, 32, 32, 32, 3) == 3  # min_fill(32) = 3
     assert cpu._in_groups(RNN_TANH, 300, 300, 300, 16) == 0  # over MAX_COLS: LAPACK
-    assert cpu._in_groups(LSTM, 64, 128, 32, 16) == 16  # k <= N / 2
-    assert cpu._in_groups(LSTM, 64, 128, 33, 16) == 0
+    assert cpu._in_groups(LSTM, 64, 128, 32, 16) == 16
+    assert cpu._in_groups(LSTM, 64, 128, 128, 16) == 16  # a full spectrum too
+    assert cpu._in_groups(LSTM, 128, 256, 256, 9) == 9
     assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 0  # N > 128: not measured to pay
     assert cpu._in_groups(GRU, 32, 32, 8, 16) == 0
     # the others hold their bases as reflectors at k = n with a QR every step, unless

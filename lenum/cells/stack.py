@@ -14,7 +14,7 @@ layer's own rows of J where the tangent would multiply them by Q = I: that is
 import numpy as np
 
 from .._jit import jit
-from ..lanes import LANES, lane_empty, scale_add, shared_product
+from ..lanes import LANES, gated_lanes, lane_empty, lanes_product, scale_add, shared_product
 from ..thin import gated_dot, gated_pack, gated_pays, gated_rows, lstm_gated_dot, thin_dot
 from .activations import sigmoid_and_slope, tanh_and_slope
 from .gru import gru_coefficients, gru_layer
@@ -54,6 +54,7 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
 # coefficients (gru_coefficients: z, r, n; lstm_coefficients: i, f, g, then o)
 GRU_GATES = (1, 0, 2)
 LSTM_GATES = (0, 1, 2, 3)
+_IFG = LSTM_GATES[:3]  # the gates of dc'/dh, with lstm_coefficients' first three rows
 _GRU_PACK, _LSTM_PACK = np.array(GRU_GATES), np.array(LSTM_GATES)
 
 
@@ -282,7 +283,7 @@ def _add_biases(P, bi, bh, rows):
 
 
 @jit
-def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D):
+def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GW, D):
     """One step of a group of vanilla sequences, everything interleaved
     (:mod:`lenum.lanes` layout, sequence l in lane l): states ``HA`` -> ``HN`` and
     tangents ``ZA = J_t QA``.
@@ -292,7 +293,7 @@ def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
     in the order of :func:`lenum.cells.affine.affine`, and each layer's tangent
     Z_l = D_l (W_hh Q_l + W_ih Z_{l-1}).  ``XA`` (1, d, LANES) holds the inputs,
     ``HA``, ``HN`` (1, n, LANES) the states, ``QA``, ``ZA`` (k, n, LANES) the bases;
-    ``D`` (L, 1, N, LANES) receives the slopes, ``P`` (1, N, LANES) is scratch; ``GA``
+    ``D`` (L, 1, N, LANES) receives the slopes, ``P`` (1, N, LANES) is scratch; ``GW``
     is not used (the signature is that of every group step).
     """
     L = w_hh.shape[0]
@@ -334,15 +335,21 @@ def vanilla_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, 
 
 
 @jit
-def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GA, D):
+def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA, GW, D):
     """:func:`vanilla_group_step` for LSTM layers, the tangent through the gates.
 
-    Per layer, G = W_hh Q_h + W_ih Z_{l-1}[h] (4N rows, one shared product for all
-    lanes), then, with the coefficients of :mod:`lenum.cells.lstm` per unit and lane,
-        Z_c = cf G_f + ci G_i + cg G_g + f Q_c,    Z_h = co G_o + oc Z_c.
-    Twice the product flops of the per-sequence Jacobian, at the shared product's
-    rate and without forming any Jacobian.  ``P`` (1, 4N, LANES), ``GA`` (k, 4N,
-    LANES) are scratch; ``D`` (L, 6, N, LANES) receives ci, cf, cg, f, co, oc.
+    Per layer, with the coefficients of :mod:`lenum.cells.lstm` per unit and lane and
+    G = W_ih Z_{l-1}[h] (4N rows; zero for layer 0),
+        Z_c = M_c Q_h + cf G_f + ci G_i + cg G_g + f Q_c,
+        Z_h = co (W_o Q_h + G_o) + oc Z_c,
+    where M_c = ci W_i + cf W_f + cg W_g, the block dc'/dh, is formed for each lane in
+    the lanes layout (:func:`lenum.lanes.gated_lanes`) and multiplied lane by lane
+    (:func:`lenum.lanes.lanes_product`), and W_o Q_h and G are products with weights
+    all lanes share (:func:`lenum.lanes.shared_product`).  The flops of the
+    per-sequence Jacobian, where taking all four gates through the shared product
+    spent twice as many (benchmarks/RESULTS.md, "LSTM groups at many columns").
+    ``P`` (1, 4N, LANES) is scratch, ``GW`` = (G (k, 4N, LANES), M_c (N, N, LANES),
+    zeros (N, LANES)); ``D`` (L, 6, N, LANES) receives ci, cf, cg, f, co, oc.
     """
     L = w_hh.shape[0]
     N = w_hh.shape[2]
@@ -387,16 +394,21 @@ def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA,
         for j in range(U):
             HNf[c0 + j] = a[j]
             HNf[h0 + j] = a[U + j]
+    GA, MC, Z0 = GW
     for layer in range(L):
         r0 = layer * S
         Dl = D[layer]
-        shared_product(w_hh[layer], QA, r0, GA, top, Dl[0], no, no)
+        w = w_hh[layer]
         if layer > 0:
-            shared_product(w_ihr[layer - 1], ZA, r0 - S, GA, top, Dl[0], yes, no)
-        scale_add(ZA, r0 + N, QA, r0 + N, Dl[3], no)
-        scale_add(ZA, r0 + N, GA, N, Dl[1], yes)
-        scale_add(ZA, r0 + N, GA, top, Dl[0], yes)
-        scale_add(ZA, r0 + N, GA, 2 * N, Dl[2], yes)
+            shared_product(w_ihr[layer - 1], ZA, r0 - S, GA, top, Dl[0], no, no)
+        shared_product(w[3 * N:], QA, r0, GA, 3 * N, Dl[0], layer > 0, no)
+        gated_lanes(w, _IFG, Dl[:3], Z0, MC)
+        lanes_product(MC, QA, r0, ZA, r0 + N, no)
+        scale_add(ZA, r0 + N, QA, r0 + N, Dl[3], yes)
+        if layer > 0:
+            scale_add(ZA, r0 + N, GA, N, Dl[1], yes)
+            scale_add(ZA, r0 + N, GA, top, Dl[0], yes)
+            scale_add(ZA, r0 + N, GA, 2 * N, Dl[2], yes)
         scale_add(ZA, r0, ZA, r0 + N, Dl[5], no)
         scale_add(ZA, r0, GA, 3 * N, Dl[4], yes)
 
@@ -405,22 +417,26 @@ def grouped(code, N, k):
     """Whether a group step (:func:`vanilla_group_step`, :func:`lstm_group_step`) takes
     this cell with N units per layer and k columns (the engine asks, in Python).
 
-    Vanilla cells always.  The LSTM's group step spends twice the product flops of the
-    per-sequence Jacobian, which it wins back only while forming and multiplying those
-    Jacobians is mostly overhead.  Measured against them (A/B in one process,
-    benchmarks/RESULTS.md): 1.1-1.9x faster at k = 16 for N = 32-128, 0.97-1.05x at
-    k = 2N for N <= 64 and 0.83x at N = 128, k = 2N.  So k <= N / 2 and N <= 128.
-    (A GRU group step, at 3x the flops, gained 1.08-1.33x at N = 32-64, k = 16, and
-    lost at N = 256: not worth the 3.5 s it added to the cold compile.)
+    Vanilla cells always; the LSTM up to 128 units, at every k.  Its group step forms
+    each lane's block dc'/dh in the lanes layout and spends the flops of the
+    per-sequence Jacobian (:func:`lstm_group_step`).  Measured against the code
+    before, A/B in one process on two threads (benchmarks/RESULTS.md, "LSTM groups at
+    many columns"): 1.05-1.29x for N = 32-128, k = 16, 32 and 2N (median 1.15x), the
+    first two against the group step that took all four gates through the shared
+    product, k = 2N against the per-sequence Jacobians.  At N = 256 the formed blocks
+    (4 MiB in float64) no longer stay in L2: 0.90-1.03x, so the per-sequence kernel
+    stays there.  (A GRU group step, at 3x the flops, gained 1.08-1.33x at N = 32-64,
+    k = 16, and lost at N = 256: not worth the 3.5 s it added to the cold compile.)
     """
     if code == RNN_TANH or code == RNN_RELU:
         return True
-    return code == LSTM and 2 * k <= N and N <= 128
+    return code == LSTM and N <= 128
 
 
 @jit
 def make_group_workspace(code, w_ih0, w_hh, k, dtype_like):
-    """Scratch of the group steps: ``(XA, HA, HN, P, GA, D)``."""
+    """Scratch of the group steps: ``(XA, HA, HN, P, GW, D)``, ``GW`` the LSTM's
+    (:func:`lstm_group_step`), empty for the vanilla cells."""
     L, GN, N = w_hh.shape
     lstm = code == LSTM
     n = L * (2 * N if lstm else N)
@@ -430,5 +446,8 @@ def make_group_workspace(code, w_ih0, w_hh, k, dtype_like):
     HN = lane_empty((1, n, LANES), dt)
     P = lane_empty((1, GN, LANES), dt)
     GA = lane_empty((k if lstm else 0, GN, LANES), dt)
+    MC = lane_empty((N if lstm else 0, N, LANES), dt)
+    Z0 = lane_empty((N if lstm else 0, LANES), dt)
+    Z0[:] = 0.0
     D = lane_empty((L, 6 if lstm else 1, N, LANES), dt)
-    return XA, HA, HN, P, GA, D
+    return XA, HA, HN, P, (GA, MC, Z0), D
