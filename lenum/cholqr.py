@@ -17,8 +17,10 @@ is left untouched and the caller runs the Householder QR instead.
 
 R's diagonal is that of Householder's with diag(R) >= 0 (the QR is unique), so the
 exponents agree to round-off.  float64 only: in float32 the bound allows condition
-numbers below about 8, which a Lyapunov step leaves; with the passes in float64 for
-float32 blocks (converting every load) it ran 0.5-0.9x the float32 Householder QR.
+numbers below about 8, which a Lyapunov step leaves.  With float64 Gram matrices for
+float32 blocks it was accurate and, alone, 1.3-1.6x faster from 256 rows, but whole
+spectra gained at most 1.07x for 4.7 s more cold compile of every float32 kernel
+(benchmarks/RESULTS.md, "CholeskyQR2 for float32 blocks").
 """
 
 import numpy as np
