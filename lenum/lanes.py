@@ -1118,9 +1118,10 @@ def lanes_product(M, X, xr0, Y, yr0, accumulate):
 
     :func:`shared_product` where each sequence of the group has a matrix of its own, a
     Jacobian block formed in the lanes layout (:func:`gated_lanes`): each operation is
-    one vector across the group, and a tile of M's rows stays in registers while the
-    lane-columns of X pass.  ``M`` (m, p, LANES), ``X`` and ``Y`` (k, ., LANES) are
-    C-contiguous; ``Y`` must not share the rows read from ``X``.
+    one vector across the group; a tile of Y stays in registers and the tile's
+    lane-columns of X in L1 while the rows of M stream past.  ``M`` (m, p, LANES),
+    ``X`` and ``Y`` (k, ., LANES) are C-contiguous; ``Y`` must not share the rows read
+    from ``X``.
     """
     m, p = M.shape[0], M.shape[1]
     if (M.shape[2] != LANES or X.shape[2] != LANES or Y.shape[2] != LANES

@@ -54,7 +54,7 @@ def make_workspace(code, w_ih0, w_hh, k, dtype_like):
 # coefficients (gru_coefficients: z, r, n; lstm_coefficients: i, f, g, then o)
 GRU_GATES = (1, 0, 2)
 LSTM_GATES = (0, 1, 2, 3)
-_IFG = LSTM_GATES[:3]  # the gates of dc'/dh, with lstm_coefficients' first three rows
+_IFG = LSTM_GATES[:3]  # dc'/dh's gates, as lstm_group_step's ci, cf, cg (D[l, :3])
 _GRU_PACK, _LSTM_PACK = np.array(GRU_GATES), np.array(LSTM_GATES)
 
 
