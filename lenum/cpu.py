@@ -570,7 +570,7 @@ def _gru_jacobians_as_lanes(w_hh, into, m, XT):
                 C[g, i, ln] = C[g, i, 0]
         for i in range(D.shape[0]):
             D[i, ln] = D[i, 0]
-    gated_lanes(w_hh, GRU_GATES, C, D, XT)
+    gated_lanes(w_hh, GRU_GATES, C, D, XT, np.intp(0))
 
 
 @jit(inline="always")

@@ -1132,20 +1132,21 @@ def lanes_product(M, X, xr0, Y, yr0, accumulate):
 
 
 @intrinsic
-def _gated_lanes(typingctx, W, order, C, D, XT):
-    """``XT[i, j] = sum_g C[g, i] W[order[g] N + i, j] (+ D[i] if i = j)``, lane by
-    lane, W (G N, N) broadcast.  Shapes are the caller's to check."""
+def _gated_lanes(typingctx, W, order, C, D, XT, i0):
+    """``XT[i - i0, j] = sum_g C[g, i] W[order[g] N + i, j] (+ D[i] if i = j)`` for the
+    rows i = i0 .. i0 + XT.shape[0] - 1, lane by lane, W (G N, N) broadcast.  Shapes
+    are the caller's to check."""
     if not (_c_array(W, 2) and _c_array(C, 3) and _c_array(D, 2) and _c_array(XT, 3)
             and W.dtype == C.dtype == D.dtype == XT.dtype
             and isinstance(order, types.UniTuple) and isinstance(order.dtype, types.Integer)):
         return None
-    sig = types.void(W, order, C, D, XT)
+    sig = types.void(W, order, C, D, XT, i0)
     ng = order.count
 
     def codegen(context, builder, signature, args):
-        w, order_, cf, dg, xt = args
-        wty, oty, cty, dty, xty = signature.args
-        vec, align, _, _ = _lane_setup(context, builder, wty.dtype, [], [])
+        w, order_, cf, dg, xt, first = args
+        wty, oty, cty, dty, xty, fty = signature.args
+        vec, align, (first,), _ = _lane_setup(context, builder, wty.dtype, [(first, fty)], [])
         N = _dim(context, builder, wty, w, 1)
         ity = N.type
         zero, one = ir.Constant(ity, 0), ir.Constant(ity, 1)
@@ -1153,13 +1154,15 @@ def _gated_lanes(typingctx, W, order, C, D, XT):
         wdata = context.make_array(wty)(context, builder, w).data
         blocks = [context.cast(builder, builder.extract_value(order_, g), oty.dtype, types.intp)
                   for g in range(ng)]
-        with cgutils.for_range_slice(builder, zero, N, one) as (i, _):
+        with cgutils.for_range_slice(builder, zero, _dim(context, builder, xty, xt, 0),
+                                     one) as (q, _):
+            i = builder.add(first, q)
             coefs = [builder.load(_vectors(context, builder, cty, cf, builder.mul(
                 builder.add(builder.mul(ir.Constant(ity, g), N), i), lanes), vec), align=align)
                 for g in range(ng)]
             rows = [builder.gep(wdata, [builder.mul(builder.add(builder.mul(b, N), i), N)])
                     for b in blocks]
-            px = _vectors(context, builder, xty, xt, builder.mul(builder.mul(i, N), lanes), vec)
+            px = _vectors(context, builder, xty, xt, builder.mul(builder.mul(q, N), lanes), vec)
             with cgutils.for_range_slice(builder, zero, N, one) as (j, _):
                 v = None
                 for c, row in zip(coefs, rows):
@@ -1177,13 +1180,13 @@ def _gated_lanes(typingctx, W, order, C, D, XT):
 
 
 @jit
-def gated_lanes(W, order, C, D, XT):
+def gated_lanes(W, order, C, D, XT, i0):
     """A gated cell's Jacobian block for a group's sequences, straight into the lanes
-    layout: ``XT[i, j, l] = sum_g C[g, i, l] W_g[i, j] + [i = j] D[i, l]`` with
+    layout: ``XT[i - i0, j, l] = sum_g C[g, i, l] W_g[i, j] + [i = j] D[i, l]`` with
     ``W_g = W[order[g] N : (order[g] + 1) N]`` (a tuple of G block indices), each entry
     rounded as the cell's formed block's (products, then sums in the order of
-    ``order``).  XT (N, N, LANES) then holds J^T of each lane as a block, as
-    :func:`apply_held` takes it.
+    ``order``), for the block's rows i0 .. i0 + XT.shape[0] - 1.  XT (N, N, LANES)
+    with i0 = 0 holds J^T of each lane as a block, as :func:`apply_held` takes it.
 
     Formed sequence by sequence and then interleaved, the blocks cost 6-9 % of a GRU
     group's step at k = n = 128; here the weights are read once for the group and each
@@ -1195,9 +1198,9 @@ def gated_lanes(W, order, C, D, XT):
     for g in order:
         blocks = blocks and 0 <= g and (g + 1) * N <= W.shape[0]
     if (not blocks or C.shape != (G, N, LANES) or D.shape != (N, LANES)
-            or XT.shape != (N, N, LANES)):
+            or XT.shape[1:] != (N, LANES) or i0 < 0 or i0 + XT.shape[0] > N):
         raise ValueError("gated_lanes: shapes do not match")
-    _gated_lanes(W, order, C, D, XT)
+    _gated_lanes(W, order, C, D, XT, i0)
 
 
 # one step of the perfect shuffle: applied three times to 8 vectors (i, i + 4 paired),

@@ -754,34 +754,41 @@ def test_scale_add_refuses_wrong_shapes():
 
 @settings(max_examples=30, deadline=None)
 @given(N=st.integers(1, 40), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
-       order=st.sampled_from([(1, 0, 2), (0, 1, 2), (2, 1, 0, 3), (3,)]))
-def test_gated_lanes_is_each_lanes_formed_block(N, dtype, seed, order):
+       order=st.sampled_from([(1, 0, 2), (0, 1, 2), (2, 1, 0, 3), (3,)]),
+       rows=st.data())
+def test_gated_lanes_is_each_lanes_formed_block(N, dtype, seed, order, rows):
     """lenum.lanes.gated_lanes against each lane's block formed entry by entry in the
     working precision as the cells form it (products, then sums in order, then the
-    diagonal): equal to the bit, for any gate count and block order."""
+    diagonal): equal to the bit, for any gate count and block order, the whole block
+    or a block of its rows."""
     rng = np.random.default_rng(seed)
     L, G = lanes.LANES, len(order)
+    i0 = rows.draw(st.integers(0, N - 1))
+    m = rows.draw(st.integers(1, N - i0))
     W = rng.standard_normal(((max(order) + 1) * N, N)).astype(dtype)
     C = rng.standard_normal((G, N, L)).astype(dtype)
     D = rng.standard_normal((N, L)).astype(dtype)
-    XT = np.full((N, N, L), np.nan, dtype)
-    lanes.gated_lanes(W, order, C, D, XT)
+    XT = np.full((m, N, L), np.nan, dtype)
+    lanes.gated_lanes(W, order, C, D, XT, i0)
     for ln in range(L):
         A = C[0, :, ln][:, None] * W[order[0] * N:(order[0] + 1) * N]
         for g in range(1, G):
             A = A + C[g, :, ln][:, None] * W[order[g] * N:(order[g] + 1) * N]
         A[np.arange(N), np.arange(N)] += D[:, ln]
-        np.testing.assert_array_equal(XT[:, :, ln], A)
+        np.testing.assert_array_equal(XT[:, :, ln], A[i0:i0 + m])
 
 
 def test_gated_lanes_refuses_wrong_shapes():
     L = lanes.LANES
     W, C, D, XT = np.ones((12, 4)), np.ones((3, 4, L)), np.ones((4, L)), np.ones((4, 4, L))
-    lanes.gated_lanes(W, (1, 0, 2), C, D, XT)
-    for args in [(np.ones((8, 4)), (1, 0, 2), C, D, XT), (W, (1, 0), C, D, XT),
-                 (W, (1, 0, 3), C, D, XT), (W, (1, -1, 2), C, D, XT),
-                 (W, (1, 0, 2), C, np.ones((4, L - 1)), XT),
-                 (W, (1, 0, 2), C, D, np.ones((4, 3, L)))]:
+    lanes.gated_lanes(W, (1, 0, 2), C, D, XT, 0)
+    lanes.gated_lanes(W, (1, 0, 2), C, D, XT[:2], 2)
+    for args in [(np.ones((8, 4)), (1, 0, 2), C, D, XT, 0), (W, (1, 0), C, D, XT, 0),
+                 (W, (1, 0, 3), C, D, XT, 0), (W, (1, -1, 2), C, D, XT, 0),
+                 (W, (1, 0, 2), C, np.ones((4, L - 1)), XT, 0),
+                 (W, (1, 0, 2), C, D, np.ones((4, 3, L)), 0),
+                 (W, (1, 0, 2), C, D, XT, 1), (W, (1, 0, 2), C, D, XT[:2], 3),
+                 (W, (1, 0, 2), C, D, XT[:2], -1)]:
         with pytest.raises(ValueError, match="gated_lanes"):
             lanes.gated_lanes(*args)
 

@@ -444,22 +444,25 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
         np.testing.assert_allclose(res.local[b], local, rtol=0, atol=tol_local)
 
 
-@pytest.mark.parametrize("L,k", [(1, 26), (2, 9), (2, 52)])
-def test_lstm_groups_match_oracle(L, k):
+@pytest.mark.parametrize("N,L,k", [(13, 1, 26), (13, 2, 9), (13, 2, 52), (128, 1, 12)])
+def test_lstm_groups_match_oracle(N, L, k):
     """LSTM groups (lenum.cells.stack.lstm_group_step, dc'/dh formed in the lanes and
     multiplied lane by lane) at N = 13 units, whole 4 x 4 tiles of
     lenum.lanes.lanes_product and their remainders, one layer or two (the chain through
-    the shared input products), k below and at n.  B = 10 on one thread: a group of 8
-    and a padded group of 2.  float64 against each sequence's oracle run, float32
-    against float64."""
+    the shared input products), k below and at n; and N = 128, where dc'/dh is formed
+    and multiplied a block of rows at a time (4 blocks in float64, 2 in float32).
+    B = 10 on one thread: a group of 8 and a padded group of 2.  float64 against each
+    sequence's oracle run, float32 against float64."""
     from lenum import cpu
-    from lenum.cells.stack import LSTM
+    from lenum.cells.stack import LSTM, formed_rows
 
     rng = np.random.default_rng(29 + k)
-    N, d, B, T, warmup = 13, 3, 10, 30, 3
+    d, B, T, warmup = 3, 10, 30, 3
     w, net, x, h0, c0 = _oracle_problem("lstm", rng, N, d, L, B, T)
     n = net.state_size
     assert cpu._in_groups(LSTM, N, n, k, B) == B
+    if N == 128:
+        assert formed_rows(N, 8) == 32 and formed_rows(N, 4) == 64
     q0 = naive.random_orthonormal(n, k, rng)
     with _numba_threads(1):
         r64 = lenum.lyapunov_spectrum(net, x, warmup=warmup, h0=h0, c0=c0, q0=q0)
@@ -589,14 +592,14 @@ def test_gated_products_match_oracle(monkeypatch, cell, k, threads):
     """GRU and LSTM layers whose tangent is a gated product (lenum.thin.gated_dot,
     lstm_gated_dot: the Jacobian block never formed): N = 16 units (whole tiles in both
     dtypes), 2 layers (the second through the chain from the first), k of 8-24.  The
-    LSTM steps sequence by sequence here as it does above 128 units (its group step
+    LSTM steps sequence by sequence here as it does above 256 units (its group step
     taken away).  B = 10: a group of 8 with the interleaved QR and 2 one by one (one
     thread), or one padded group per thread.  float64 against the oracle per
     sequence; float32 against float64."""
     from lenum import cpu
     from lenum.cells.stack import GRU, LSTM, grouped, make_workspace
 
-    assert grouped(LSTM, 16, k) and not grouped(LSTM, 129, k)
+    assert grouped(LSTM, 16, k) and not grouped(LSTM, 257, k)
     monkeypatch.setattr(cpu, "grouped", lambda code, N, k: code != LSTM and grouped(code, N, k))
     rng = np.random.default_rng(17)
     N, d, L, B, T, warmup = 16, 3, 2, 10, 30, 3
@@ -1094,7 +1097,8 @@ def test_group_kernel_routing():
     assert cpu._in_groups(LSTM, 64, 128, 32, 16) == 16
     assert cpu._in_groups(LSTM, 64, 128, 128, 16) == 16  # a full spectrum too
     assert cpu._in_groups(LSTM, 128, 256, 256, 9) == 9
-    assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 0  # N > 128: not measured to pay
+    assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 16
+    assert cpu._in_groups(LSTM, 257, 514, 16, 16) == 0  # N > 256: not measured
     assert cpu._in_groups(GRU, 32, 32, 8, 16) == 0
     # the others hold their bases as reflectors at k = n with a QR every step, unless
     # they fill an interleaved group or other threads run beside theirs

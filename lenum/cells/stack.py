@@ -343,13 +343,15 @@ def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA,
         Z_c = M_c Q_h + cf G_f + ci G_i + cg G_g + f Q_c,
         Z_h = co (W_o Q_h + G_o) + oc Z_c,
     where M_c = ci W_i + cf W_f + cg W_g, the block dc'/dh, is formed for each lane in
-    the lanes layout (:func:`lenum.lanes.gated_lanes`) and multiplied lane by lane
+    the lanes layout (:func:`lenum.lanes.gated_lanes`) a block of rows at a time
+    (:data:`FORMED_BYTES`), each multiplied lane by lane while it stays in L2
     (:func:`lenum.lanes.lanes_product`), and W_o Q_h and G are products with weights
     all lanes share (:func:`lenum.lanes.shared_product`).  The flops of the
     per-sequence Jacobian, where taking all four gates through the shared product
     spent twice as many (benchmarks/RESULTS.md, "LSTM groups at many columns").
-    ``P`` (1, 4N, LANES) is scratch, ``GW`` = (G (k, 4N, LANES), M_c (N, N, LANES),
-    zeros (N, LANES)); ``D`` (L, 6, N, LANES) receives ci, cf, cg, f, co, oc.
+    ``P`` (1, 4N, LANES) is scratch, ``GW`` = (G (k, 4N, LANES), a block of M_c's rows
+    (:func:`formed_rows`, N, LANES), zeros (N, LANES)); ``D`` (L, 6, N, LANES) receives
+    ci, cf, cg, f, co, oc.
     """
     L = w_hh.shape[0]
     N = w_hh.shape[2]
@@ -402,8 +404,11 @@ def lstm_group_step(code, w_ih0, w_ihr, w_hh, b_ih, b_hh, XA, HA, HN, P, QA, ZA,
         if layer > 0:
             shared_product(w_ihr[layer - 1], ZA, r0 - S, GA, top, Dl[0], no, no)
         shared_product(w[3 * N:], QA, r0, GA, 3 * N, Dl[0], layer > 0, no)
-        gated_lanes(w, _IFG, Dl[:3], Z0, MC)
-        lanes_product(MC, QA, r0, ZA, r0 + N, no)
+        rb = MC.shape[0]
+        for i0 in range(0, N, rb):
+            Mi = MC[:min(rb, N - i0)]
+            gated_lanes(w, _IFG, Dl[:3], Z0, Mi, i0)
+            lanes_product(Mi, QA, r0, ZA, r0 + N + i0, no)
         scale_add(ZA, r0 + N, QA, r0 + N, Dl[3], yes)
         if layer > 0:
             scale_add(ZA, r0 + N, GA, N, Dl[1], yes)
@@ -417,20 +422,37 @@ def grouped(code, N, k):
     """Whether a group step (:func:`vanilla_group_step`, :func:`lstm_group_step`) takes
     this cell with N units per layer and k columns (the engine asks, in Python).
 
-    Vanilla cells always; the LSTM up to 128 units, at every k.  Its group step forms
+    Vanilla cells always; the LSTM up to 256 units, at every k.  Its group step forms
     each lane's block dc'/dh in the lanes layout and spends the flops of the
     per-sequence Jacobian (:func:`lstm_group_step`).  Measured against the code
     before, A/B in one process on two threads (benchmarks/RESULTS.md, "LSTM groups at
     many columns"): 1.05-1.29x for N = 32-128, k = 16, 32 and 2N (median 1.15x), the
     first two against the group step that took all four gates through the shared
-    product, k = 2N against the per-sequence Jacobians.  At N = 256 the formed blocks
-    (4 MiB in float64) no longer stay in L2: 0.90-1.03x, so the per-sequence kernel
-    stays there.  (A GRU group step, at 3x the flops, gained 1.08-1.33x at N = 32-64,
-    k = 16, and lost at N = 256: not worth the 3.5 s it added to the cold compile.)
+    product, k = 2N against the per-sequence Jacobians.  At N = 256 the whole block
+    (4 MiB in float64) left L2 (0.90-1.03x); formed and multiplied 256 KiB of rows at
+    a time it ran 1.16-1.49x at k = 16 and 32, and 1.03-1.08x more at N = 128.  Not
+    measured beyond 256 units, where the per-sequence kernel stays.  (A GRU group
+    step, at 3x the flops, gained 1.08-1.33x at N = 32-64, k = 16, and lost at N =
+    256: not worth the 3.5 s it added to the cold compile.)
     """
     if code == RNN_TANH or code == RNN_RELU:
         return True
-    return code == LSTM and N <= 128
+    return code == LSTM and N <= 256
+
+
+# bytes of dc'/dh that lstm_group_step forms at a time, a block of its rows multiplied
+# while it stays in L2.  One group on one thread, LSTM k = 16, us a step: N = 256
+# float64 1441 with the whole block (4 MiB), 956 / 834 / 903 with 128 / 256 / 512 KiB
+# blocks (the per-sequence kernel: 1306); N = 128 318 whole (1 MiB), 246 in blocks
+FORMED_BYTES = 262144
+
+
+@jit(inline="always")
+def formed_rows(N, itemsize):
+    """Rows of dc'/dh in a block of :data:`FORMED_BYTES` (a multiple of lanes_product's
+    tile, at most N)."""
+    rows = FORMED_BYTES // (N * LANES * itemsize)
+    return min(N, max(4, rows - rows % 4))
 
 
 @jit
@@ -446,7 +468,7 @@ def make_group_workspace(code, w_ih0, w_hh, k, dtype_like):
     HN = lane_empty((1, n, LANES), dt)
     P = lane_empty((1, GN, LANES), dt)
     GA = lane_empty((k if lstm else 0, GN, LANES), dt)
-    MC = lane_empty((N if lstm else 0, N, LANES), dt)
+    MC = lane_empty((formed_rows(N, dtype_like.itemsize) if lstm else 0, N, LANES), dt)
     Z0 = lane_empty((N if lstm else 0, LANES), dt)
     Z0[:] = 0.0
     D = lane_empty((L, 6 if lstm else 1, N, LANES), dt)
