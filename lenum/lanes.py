@@ -111,6 +111,20 @@ def _splat(builder, vec, s):
                                   undef, zeros)
 
 
+def _in_blocks(builder, n, size, body):
+    """LLVM loops calling ``body(i, size)`` at each full block of ``size`` items of
+    0 .. n - 1 (``n`` a run-time integer), then ``body(i, 1)`` at each item left: the
+    register tiles of the product kernels and their remainders."""
+    ity = n.type
+    step = ir.Constant(ity, size)
+    full = builder.mul(builder.sdiv(n, step), step)
+    with cgutils.for_range_slice(builder, ir.Constant(ity, 0), full, step) as (i, _):
+        body(i, size)
+    if size > 1:
+        with cgutils.for_range_slice(builder, full, n, ir.Constant(ity, 1)) as (i, _):
+            body(i, 1)
+
+
 def _lane_setup(context, builder, dtype, ints, flags):
     """For the product kernels: the lane-vector type of ``dtype``, one element's
     alignment, the integer arguments ``ints`` ((value, type) pairs) as intp and the
@@ -930,27 +944,13 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
                             builder.store(builder.fmul(builder.load(acc), dq), acc)
                         builder.store(builder.load(acc), pq, align=align)
 
-        def blocked(n, size):
-            # where the full blocks of size end, for n items
-            return builder.mul(builder.sdiv(n, ir.Constant(ity, size)), ir.Constant(ity, size))
-
         def over_rows(c0, ncol):
-            full = blocked(rows, tile_rows)
-            with cgutils.for_range_slice(builder, zero, full,
-                                         ir.Constant(ity, tile_rows)) as (i0, _):
-                tile(c0, ncol, i0, tile_rows)
-            with cgutils.for_range_slice(builder, full, rows, one) as (i0, _):
-                tile(c0, ncol, i0, 1)
+            _in_blocks(builder, rows, tile_rows, lambda i0, nrow: tile(c0, ncol, i0, nrow))
 
         tile_rows, width = _PRODUCT_TILE[wty.dtype]
         # float32 lane-columns two to a register where registers hold 16 of them
         join = AVX512 and wty.dtype == types.float32
-        full = blocked(k, width)
-        with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, width)) as (c0, _):
-            over_rows(c0, width)
-        if width > 1:
-            with cgutils.for_range_slice(builder, full, k, one) as (c0, _):
-                over_rows(c0, 1)
+        _in_blocks(builder, k, width, over_rows)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -1089,22 +1089,11 @@ def _lanes_product(typingctx, M, X, xr0, Y, yr0, accumulate):
             py = [[at(yty, y, c, ny, builder.add(yr, i)) for c in cw] for i in iq]
             _wy_dots_body(builder, vec, first, pm, px, py, p, ncol, one, one, align, fl)
 
-        def blocked(n, size):
-            return builder.mul(builder.sdiv(n, ir.Constant(ity, size)), ir.Constant(ity, size))
-
         def over_rows(c0, ncol):
-            full = blocked(rows, trows)
-            with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, trows)) as (i0, _):
-                tile(i0, trows, c0, ncol)
-            with cgutils.for_range_slice(builder, full, rows, one) as (i0, _):
-                tile(i0, 1, c0, ncol)
+            _in_blocks(builder, rows, trows, lambda i0, nrow: tile(i0, nrow, c0, ncol))
 
         trows, tcols = _LANES_TILE
-        full = blocked(k, tcols)
-        with cgutils.for_range_slice(builder, zero, full, ir.Constant(ity, tcols)) as (c0, _):
-            over_rows(c0, tcols)
-        with cgutils.for_range_slice(builder, full, k, one) as (c0, _):
-            over_rows(c0, 1)
+        _in_blocks(builder, k, tcols, over_rows)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -26,7 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import jit
-from .lanes import AVX512, _c_array, _dim, _splat, _vectors
+from .lanes import AVX512, _c_array, _dim, _in_blocks, _splat, _vectors
 
 # columns per vector of the kernel (two AVX2 registers of float64, one of float32; one
 # AVX-512 register of float64, half of one of float32)
@@ -92,21 +92,10 @@ def _thin_product(typingctx, A, X, Y):
                     builder.store(builder.load(acc), py, align=align)
 
         def over_rows(c0, ncol):
-            nrow = _ROWS[aty.dtype][ncol]
-            size = ir.Constant(ity, nrow)
-            full = builder.mul(builder.sdiv(m, size), size)
-            with cgutils.for_range_slice(builder, zero, full, size) as (i0, _):
-                tile(i0, nrow, c0, ncol)
-            with cgutils.for_range_slice(builder, full, m, one) as (i0, _):
-                tile(i0, 1, c0, ncol)
+            _in_blocks(builder, m, _ROWS[aty.dtype][ncol],
+                       lambda i0, nrow: tile(i0, nrow, c0, ncol))
 
-        nvec = builder.sdiv(k, ir.Constant(ity, _VEC))
-        step = ir.Constant(ity, _COLS)
-        full = builder.mul(builder.sdiv(nvec, step), step)
-        with cgutils.for_range_slice(builder, zero, full, step) as (c0, _):
-            over_rows(c0, _COLS)
-        with cgutils.for_range_slice(builder, full, nvec, one) as (c0, _):
-            over_rows(c0, 1)
+        _in_blocks(builder, builder.sdiv(k, ir.Constant(ity, _VEC)), _COLS, over_rows)
         return context.get_dummy_value()
 
     return sig, codegen
