@@ -351,7 +351,11 @@ def _reflect_block(typingctx, A, i0, step, nref, j0, ncols, tau):
 # n = 48-80, whole spectra at n = 64 0.98-1.16x ("AVX-512")
 WY_MIN_ROWS = 48 if AVX512 else 96
 WY_MIN_COLS = 16
-_WY_REFLECTORS, _WY_TARGETS = 4, 2
+# With AVX-512's 32 registers float64 takes the whole panel, 8 reflectors by 2 targets
+# (25 registers; each target's load serves 8 multiply-adds, not 4): whole spectra at
+# k = n 1.01-1.09x, median 1.04x, k = 32 0.98-1.04x, the same bits (benchmarks/
+# RESULTS.md, "Eight reflectors to a register block")
+_WY_REFLECTORS, _WY_TARGETS = (8 if AVX512 else 4), 2
 # ... on registers of this many bytes: with AVX-512 a float64 lane-vector fills one, and
 # its accumulators in 256-bit halves took twice the instructions (1.3-1.6x slower
 # lanes_qr at k = n = 128-256; benchmarks/RESULTS.md, "AVX-512")
