@@ -30,14 +30,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._jit import jit
-from .lanes import (_HUGE, _TINY, AVX512, LANES, _c_array, _dim, _lane_setup, _vectors,
-                    _wy_dots_body, lane_empty, lanes_qr)
+from .lanes import (_FL, _HUGE, _TINY, AVX512, LANES, _c_array, _dim, _lane_setup,
+                    _vectors, _wy_dots_body, lane_empty, lanes_qr)
 
 # columns blocked together in the register tiles: 4 sources by 4 targets, 16
 # accumulators of whole lane-vectors.  k must be a multiple of it
 TILE = 4
-# the products may be fused into FMAs: round-off only
-_FL = ("contract",)
 # the block's rows taken a chunk of this many bytes at a time, every tile of the
 # chunk before the next: 64 KiB against 32 (0.9-1.0x), 16 (0.85-0.95x) and the whole
 # block at once (0.8-1.0x), n = 128-256, k = 16-32
@@ -143,7 +141,7 @@ def _gram(typingctx, A, r0, nr, C, first):
 
     def codegen(context, builder, signature, args):
         def body(vec, align, first, _, pv, pc, pd, nr, row):
-            _wy_dots_body(builder, vec, first, pv, pc, pd, nr, len(pc), row, row, align, _FL)
+            _wy_dots_body(builder, vec, first, pv, pc, pd, nr, len(pc), row, row, align)
         return _tiles(context, builder, signature, args, body)
 
     return sig, codegen

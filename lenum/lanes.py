@@ -38,6 +38,9 @@ from ._jit import jit
 
 # blocks per group: one AVX2 register of float32, two of float64 (one of AVX-512)
 LANES = 8
+# flags of the products' LLVM instructions: they may be fused into FMAs, which changes
+# round-off only, as in any GEMM
+_FL = ("contract",)
 
 
 def _has_avx512():
@@ -369,7 +372,7 @@ _WY_JOINED_REFLECTORS = PANEL
 _WY_CHUNK_BYTES = 16384
 
 
-def _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align, fl):
+def _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align):
     # targets -= reflectors x coefficients, the coefficients held in registers
     ity = nr.type
     ws = [[builder.load(p, align=align) for p in row] for row in pd]
@@ -380,11 +383,11 @@ def _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align, fl):
             pcr = builder.gep(pc[w], [builder.mul(r, arow)])
             x = builder.load(pcr, align=align)
             for j in range(len(pv)):
-                x = builder.fsub(x, builder.fmul(vs[j], ws[j][w], flags=fl), flags=fl)
+                x = builder.fsub(x, builder.fmul(vs[j], ws[j][w], flags=_FL), flags=_FL)
             builder.store(x, pcr, align=align)
 
 
-def _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow, align, fl):
+def _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow, align):
     # dot products of reflectors and targets, accumulated in registers
     ity = nr.type
     accs = [[cgutils.alloca_once(builder, hv) for _ in range(width)] for _ in pv]
@@ -399,8 +402,8 @@ def _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow, align, 
             x = builder.load(builder.gep(pc[w], [builder.mul(r, arow)]), align=align)
             for j in range(len(pv)):
                 acc = accs[j][w]
-                builder.store(builder.fadd(builder.load(acc), builder.fmul(vs[j], x, flags=fl),
-                                           flags=fl), acc)
+                builder.store(builder.fadd(builder.load(acc), builder.fmul(vs[j], x, flags=_FL),
+                                           flags=_FL), acc)
     for arow_, prow in zip(accs, pd):
         for acc, p in zip(arow_, prow):
             builder.store(builder.load(acc), p, align=align)
@@ -420,8 +423,6 @@ def _wy_codegen(update):
         hv = ir.VectorType(vec.element, hc)
         n = _dim(context, builder, aty, a, 1)
         kd = _dim(context, builder, dty, d, 1)
-        # the products may be fused into FMAs: round-off only
-        fl = ("contract",)
 
         def const(x):
             return ir.Constant(ity, x)
@@ -453,13 +454,13 @@ def _wy_codegen(update):
                           builder.add(c, const(w)), h) for w in range(width)]
                       for j in range(_WY_REFLECTORS)]
                 if update:
-                    _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align, fl)
+                    _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align)
                 else:
                     _wy_dots_body(builder, hv, first, pv, pc, pd, nr, width, vrow, arow,
-                                  align, fl)
+                                  align)
 
         if _wy_joined(align):
-            group = _wy_joined_group(context, builder, update, vec, align, fl, const, args,
+            group = _wy_joined_group(context, builder, update, vec, align, const, args,
                                      signature.args, vr0, r0, nr, first, n, kd)
         else:
             group = halves_group
@@ -492,7 +493,7 @@ def _v_index(builder, i, j, joined):
     return builder.add(builder.shl(pair, one), builder.and_(i, one))
 
 
-def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argtys,
+def _wy_joined_group(context, builder, update, vec, align, const, args, argtys,
                      vr0, r0, nr, first, n, kd):
     """``group(c, width)`` of :func:`_wy_codegen`, the code for the target columns c ..
     c + width - 1, on registers of two rows of a lane-vector.  ``vr0`` and the rows of
@@ -546,13 +547,13 @@ def _wy_joined_group(context, builder, update, vec, align, fl, const, args, argt
                     x = load(pcm)
                     for j in range(_WY_JOINED_REFLECTORS):
                         if update:
-                            x = builder.fsub(x, builder.fmul(vs[j], coefs[j][w], flags=fl),
-                                             flags=fl)
+                            x = builder.fsub(x, builder.fmul(vs[j], coefs[j][w], flags=_FL),
+                                             flags=_FL)
                         else:
                             acc = sums[j][w]
                             builder.store(builder.fadd(load(acc),
-                                                       builder.fmul(vs[j], x, flags=fl),
-                                                       flags=fl), acc, align=align)
+                                                       builder.fmul(vs[j], x, flags=_FL),
+                                                       flags=_FL), acc, align=align)
                     if update:
                         builder.store(x, pcm, align=align)
 
@@ -629,7 +630,6 @@ def _wy_solve(typingctx, D, c0, nc, G, tau, p0, backwards):
         ity = c0_.type
         lanes = ir.Constant(ity, LANES)
         kd = _dim(context, builder, dty, d, 1)
-        fl = ("contract",)
 
         def load(arty, arr, off):
             return builder.load(_vectors(context, builder, arty, arr, off, vec), align=align)
@@ -650,7 +650,7 @@ def _wy_solve(typingctx, D, c0, nc, G, tau, p0, backwards):
                 for j in order:
                     x = builder.load(ps[j], align=align)
                     for m, wm in ws.items():
-                        x = builder.fsub(x, builder.fmul(gram[j][m], wm, flags=fl), flags=fl)
+                        x = builder.fsub(x, builder.fmul(gram[j][m], wm, flags=_FL), flags=_FL)
                     ws[j] = builder.fmul(taus[j], x)
                     builder.store(ws[j], ps[j], align=align)
 
@@ -882,8 +882,6 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
         vec, align, (xr, yr), (acc_flag, sc_flag) = _lane_setup(
             context, builder, wty.dtype, [(xr, xrty), (yr, yrty)],
             [(acc_flag, accty), (sc_flag, scty)])
-        # the products may be fused into FMAs: round-off only, as in any GEMM
-        fl = ("contract",)
         wa = context.make_array(wty)(context, builder, w)
         rows = builder.extract_value(wa.shape, 0)
         cols = builder.extract_value(wa.shape, 1)
@@ -930,7 +928,7 @@ def _shared_product(typingctx, W, X, xr0, Y, yr0, D, accumulate, scale):
                     s = _splat(builder, gvec, builder.load(builder.gep(pw[q], [r])))
                     for xv, acc in zip(xs, accs):
                         builder.store(builder.fadd(builder.load(acc[q]),
-                                                   builder.fmul(s, xv, flags=fl), flags=fl),
+                                                   builder.fmul(s, xv, flags=_FL), flags=_FL),
                                       acc[q])
             pd = _vectors(context, builder, dty, d, builder.mul(i0, lanes), vec)
             for g, gacc in zip(groups, accs):
@@ -995,7 +993,6 @@ def _scale_add(typingctx, Y, yr0, X, xr0, C, accumulate):
         yty, yrty, xty, xrty, cty, accty = signature.args
         vec, align, (yr, xr), (acc_flag,) = _lane_setup(
             context, builder, yty.dtype, [(yr, yrty), (xr, xrty)], [(acc_flag, accty)])
-        fl = ("contract",)
         rows = _dim(context, builder, cty, cf, 0)
         k = _dim(context, builder, yty, y, 0)
         ny = _dim(context, builder, yty, y, 1)
@@ -1014,10 +1011,10 @@ def _scale_add(typingctx, Y, yr0, X, xr0, C, accumulate):
                 with cgutils.for_range_slice(builder, zero, rows, one) as (i, _):
                     v = builder.fmul(builder.load(builder.gep(pc, [i]), align=align),
                                      builder.load(builder.gep(px, [i]), align=align),
-                                     flags=fl)
+                                     flags=_FL)
                     pyi = builder.gep(py, [i])
                     if acc:
-                        v = builder.fadd(builder.load(pyi, align=align), v, flags=fl)
+                        v = builder.fadd(builder.load(pyi, align=align), v, flags=_FL)
                     builder.store(v, pyi, align=align)
 
         with builder.if_else(acc_flag) as (add, overwrite):
@@ -1071,7 +1068,6 @@ def _lanes_product(typingctx, M, X, xr0, Y, yr0, accumulate):
         mty, xty, xrty, yty, yrty, accty = signature.args
         vec, align, (xr, yr), (acc_flag,) = _lane_setup(
             context, builder, mty.dtype, [(xr, xrty), (yr, yrty)], [(acc_flag, accty)])
-        fl = ("contract",)  # products fused into FMAs: round-off only, as in any GEMM
         rows = _dim(context, builder, mty, m, 0)
         p = _dim(context, builder, mty, m, 1)
         k = _dim(context, builder, xty, x, 0)
@@ -1091,7 +1087,7 @@ def _lanes_product(typingctx, M, X, xr0, Y, yr0, accumulate):
             pm = [at(mty, m, i, p, zero) for i in iq]
             px = [at(xty, x, c, nx, xr) for c in cw]
             py = [[at(yty, y, c, ny, builder.add(yr, i)) for c in cw] for i in iq]
-            _wy_dots_body(builder, vec, first, pm, px, py, p, ncol, one, one, align, fl)
+            _wy_dots_body(builder, vec, first, pm, px, py, p, ncol, one, one, align)
 
         def over_rows(c0, ncol):
             _in_blocks(builder, rows, trows, lambda i0, nrow: tile(i0, nrow, c0, ncol))

@@ -26,7 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import jit
-from .lanes import AVX512, _c_array, _dim, _in_blocks, _splat, _vectors
+from .lanes import _FL, AVX512, _c_array, _dim, _in_blocks, _splat, _vectors
 
 # columns per vector of the kernel (two AVX2 registers of float64, one of float32; one
 # AVX-512 register of float64, half of one of float32)
@@ -59,7 +59,6 @@ def _thin_product(typingctx, A, X, Y):
         fp = context.get_value_type(aty.dtype)
         vec = ir.VectorType(fp, _VEC)
         align = context.get_abi_sizeof(fp)
-        fl = ("contract",)  # products fused into FMAs: round-off only, as in any GEMM
         aa = context.make_array(aty)(context, builder, a)
         m = builder.extract_value(aa.shape, 0)
         p = builder.extract_value(aa.shape, 1)
@@ -83,7 +82,7 @@ def _thin_product(typingctx, A, X, Y):
                     s = _splat(builder, vec, builder.load(builder.gep(pa[q], [j])))
                     for xv, acc in zip(xs, accs[q]):
                         builder.store(builder.fadd(builder.load(acc),
-                                                   builder.fmul(s, xv, flags=fl), flags=fl),
+                                                   builder.fmul(s, xv, flags=_FL), flags=_FL),
                                       acc)
             for r, row_accs in zip(rows, accs):
                 for c, acc in zip(cols, row_accs):
@@ -151,7 +150,6 @@ def _gated_intrinsic(cell):
         size = context.get_abi_sizeof(fp)
         V = _GATED_BYTES // size
         vec = ir.VectorType(fp, V)
-        fl = ("contract",)
         n = _dim(context, builder, pty, p, 1)
         k = _dim(context, builder, xty, x, 1)
         xa = context.make_array(xty)(context, builder, x)
@@ -202,7 +200,7 @@ def _gated_intrinsic(cell):
                     for col, block in zip(cols, accs):
                         acc = block[q]
                         builder.store(builder.fadd(builder.load(acc),
-                                                   builder.fmul(col, s, flags=fl), flags=fl),
+                                                   builder.fmul(col, s, flags=_FL), flags=_FL),
                                       acc)
 
             if lstm:
