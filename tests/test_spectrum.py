@@ -419,7 +419,7 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
     """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
 
     B = 10 sequences.  Cells with a group step (lenum.cells.stack.grouped: vanilla, and
-    LSTM up to 128 units): on one thread a group of 8 and a padded group of 2, on two
+    LSTM up to 256 units): on one thread a group of 8 and a padded group of 2, on two
     threads slices of 5, each one padded group, states and tangents interleaved.  The
     other cells: on one thread a group of 8 (interleaved QR) and 2 sequences one by
     one, on two threads one padded group each.  Every sequence must match its own
