@@ -27,6 +27,8 @@ The QR's contract is that of :func:`lenum.qr.qr_logdiag`, per lane: Q with diag(
 NaN or Inf.
 """
 
+import os
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -368,8 +370,37 @@ _WY_VECTOR_BYTES = 64 if AVX512 else 32
 # one thread, over half registers: lanes_factor 1.30-1.58x, apply_held 1.46-1.82x; of
 # that 1.03-1.16x from 8 reflectors over 4 (3 or 4 targets: within 5 %; 8 x 1: 0.8-1.0x)
 _WY_JOINED_REFLECTORS = PANEL
-# the panel's reflectors over a chunk of rows take this much of the L1 cache
-_WY_CHUNK_BYTES = 16384
+
+
+def l1d_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """Size in bytes of the first CPU's level-1 data cache, as Linux lists it under
+    ``cache_dir`` (``index*/level``, ``type``, ``size`` such as ``48K``); None where it
+    is not listed."""
+    units = {"K": 1024, "M": 1024 ** 2}
+    try:
+        for entry in sorted(os.listdir(cache_dir)):
+            path = os.path.join(cache_dir, entry)
+
+            def field(name, path=path):
+                with open(os.path.join(path, name)) as f:
+                    return f.read().strip()
+
+            if entry.startswith("index") and field("level") == "1" and field("type") in (
+                    "Data", "Unified"):
+                size = field("size")
+                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# the panel's reflectors over a chunk of rows take this much of the L1 cache: 16 KiB of
+# a 32 KiB L1d (32 KiB chunks ran 0.74-0.99x there), 32 KiB of a 48 KiB one (lanes_qr
+# 1.04-1.09x at n = 256; whole spectra at k = n = 256 0.99-1.16x, median 1.04x, in four
+# A/B runs; benchmarks/RESULTS.md, "Where a step's time goes").  A cache moved to a CPU
+# of the same features but another L1d keeps the chunks it was compiled with: slower,
+# not wrong
+_WY_CHUNK_BYTES = 32768 if (l1d_bytes() or 0) >= 48 * 1024 else 16384
 
 
 def _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align):

@@ -365,7 +365,7 @@ def _reflectors_one_by_one(A, p0, c0, nc, tau, backwards):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(lanes.WY_MIN_ROWS, 150), panel=st.integers(0, 3), extra=st.integers(1, 40),
+@given(n=st.integers(lanes.WY_MIN_ROWS, 300), panel=st.integers(0, 3), extra=st.integers(1, 40),
        backwards=st.booleans(), gram_kept=st.booleans(), dtype=st.sampled_from(DTYPES),
        seed=st.integers(0, 2**32 - 1))
 def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram_kept, dtype,
@@ -373,7 +373,8 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
     """A panel's reflectors applied as one block (the compact-WY path of lanes_qr, from
     WY_MIN_ROWS rows) against applying them one by one: the same up to round-off, in
     both orders, over any number of target columns (odd ones too), from a Gram matrix
-    computed for the call or kept from an earlier one."""
+    computed for the call or kept from an earlier one; up to 300 rows, so over more
+    than one chunk of rows in both dtypes (64 or 128 rows with 32 KiB chunks)."""
     P, L = lanes.PANEL, lanes.LANES
     p0 = P * panel
     c0 = p0 + P
@@ -397,6 +398,31 @@ def test_wy_panel_matches_reflectors_one_by_one(n, panel, extra, backwards, gram
     np.testing.assert_allclose(got[c0:k], want[c0:k], rtol=0, atol=EPS[dtype] * 10)
     # the reflectors' own columns and those before them are not touched
     np.testing.assert_array_equal(got[:c0], A[:c0])
+
+
+def _cache_entry(root, name, level, kind, size):
+    d = root / name
+    d.mkdir()
+    for field, value in (("level", level), ("type", kind), ("size", size)):
+        (d / field).write_text(value + "\n")
+
+
+@pytest.mark.parametrize("entries, want", [
+    ([("index0", "1", "Data", "48K"), ("index1", "1", "Instruction", "32K"),
+      ("index2", "2", "Unified", "2048K")], 48 * 1024),
+    ([("index0", "1", "Instruction", "64K"), ("index1", "1", "Data", "32K")], 32 * 1024),
+    ([("index0", "1", "Unified", "1M")], 1024 ** 2),
+    ([("index0", "2", "Unified", "2048K")], None),
+    ([("index0", "1", "Data", "lots")], None),
+])
+def test_l1d_bytes_reads_the_level_one_data_cache(tmp_path, entries, want):
+    """The WY passes size their row chunks by the L1 data cache: its size is read from
+    Linux's listing of the caches, the instruction cache and other levels skipped, and
+    None (the smaller chunks) where no data cache, or no sense, is found there."""
+    for entry in entries:
+        _cache_entry(tmp_path, *entry)
+    assert lanes.l1d_bytes(str(tmp_path)) == want
+    assert lanes.l1d_bytes(str(tmp_path / "absent")) is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
