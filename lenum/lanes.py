@@ -377,17 +377,16 @@ def l1d_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
     ``cache_dir`` (``index*/level``, ``type``, ``size`` such as ``48K``); None where it
     is not listed."""
     units = {"K": 1024, "M": 1024 ** 2}
+
+    def field(entry, name):
+        with open(os.path.join(cache_dir, entry, name)) as f:
+            return f.read().strip()
+
     try:
         for entry in sorted(os.listdir(cache_dir)):
-            path = os.path.join(cache_dir, entry)
-
-            def field(name, path=path):
-                with open(os.path.join(path, name)) as f:
-                    return f.read().strip()
-
-            if entry.startswith("index") and field("level") == "1" and field("type") in (
-                    "Data", "Unified"):
-                size = field("size")
+            if (entry.startswith("index") and field(entry, "level") == "1"
+                    and field(entry, "type") in ("Data", "Unified")):
+                size = field(entry, "size")
                 return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
     except (OSError, ValueError):
         pass
