@@ -24,8 +24,8 @@ from .cells.stack import (FAMILY, GRU, GRU_GATES, GRU_RB, grouped, gru_rb_stack_
                           make_group_workspace, make_products, make_workspace,
                           vanilla_group_step, vanilla_stack_step)
 from .cholqr import interleaved_qr, make_chol
-from .lanes import (LANES, apply_held, form_held, gated_lanes, gather, lane_empty, lanes_factor,
-                    make_held, make_lanes, pays, scatter, transpose_lanes)
+from .lanes import (LANES, apply_held, chunk_columns, form_held, gated_lanes, gather, lane_empty,
+                    lanes_factor, make_held, make_lanes, pays, scatter, transpose_lanes)
 from .qr import factor_step, form_q, qr_logdiag, work_rows
 from .thin import thin_dot
 
@@ -307,7 +307,7 @@ def _factor_held(lanes, hw, apply, m, b0, logsum, local, tg, T, warmup, keep_loc
     A, llogs, tau, ss, wy, _ = lanes
     XT, signs, V, DS, G = hw
     if apply:
-        apply_held(A, tau, wy[2], XT, V, DS, G)
+        apply_held(A, tau, wy[2], XT, V, DS, G, chunk_columns(A.shape[1], A.shape[1], XT))
         transpose_lanes(XT, A)
     lanes_factor(A, llogs, signs, tau, ss, wy)
     _, counted, block, length = counting(tg, T, warmup, 1)

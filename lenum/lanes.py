@@ -372,10 +372,10 @@ _WY_VECTOR_BYTES = 64 if AVX512 else 32
 _WY_JOINED_REFLECTORS = PANEL
 
 
-def l1d_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
-    """Size in bytes of the first CPU's level-1 data cache, as Linux lists it under
-    ``cache_dir`` (``index*/level``, ``type``, ``size`` such as ``48K``); None where it
-    is not listed."""
+def cache_bytes(level, cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """Size in bytes of the first CPU's data (or unified) cache at ``level``, as Linux
+    lists it under ``cache_dir`` (``index*/level``, ``type``, ``size`` such as ``48K``);
+    None where it is not listed."""
     units = {"K": 1024, "M": 1024 ** 2}
 
     def field(entry, name):
@@ -384,7 +384,7 @@ def l1d_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
 
     try:
         for entry in sorted(os.listdir(cache_dir)):
-            if (entry.startswith("index") and field(entry, "level") == "1"
+            if (entry.startswith("index") and field(entry, "level") == str(level)
                     and field(entry, "type") in ("Data", "Unified")):
                 size = field(entry, "size")
                 return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
@@ -399,7 +399,12 @@ def l1d_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
 # A/B runs; benchmarks/RESULTS.md, "Where a step's time goes").  A cache moved to a CPU
 # of the same features but another L1d keeps the chunks it was compiled with: slower,
 # not wrong
-_WY_CHUNK_BYTES = 32768 if (l1d_bytes() or 0) >= 48 * 1024 else 16384
+_WY_CHUNK_BYTES = 32768 if (cache_bytes(1) or 0) >= 48 * 1024 else 16384
+# the factorisation and apply_held take their columns in chunks of this many bytes,
+# half the L2 cache, each chunk receiving every panel before the next: a whole float64
+# group at n = 256 (4 MiB) left L2, and each panel streamed it from L3.  Where no L2
+# is listed, all columns at once
+COLUMN_CHUNK_BYTES = (cache_bytes(2) or 0) // 2
 
 
 def _wy_update_body(builder, pv, pc, pd, nr, width, vrow, arow, align):
@@ -1385,9 +1390,16 @@ def _scaled_norm(A, i, ln):
 
 
 @jit
-def _qr_parts(A, logs, tau, ss, wy, signs, factor, form):
+def _qr_parts(A, logs, tau, ss, wy, signs, factor, form, cols):
     """:func:`lanes_qr` (``factor`` and ``form``; ``signs`` is ``tau``),
     :func:`lanes_factor` (``factor``) or :func:`form_held` (``form``).
+
+    Both take A's lane-columns in chunks of ``cols`` (a multiple of PANEL;
+    :func:`chunk_columns`), left-looking, so that a chunk stays in cache while it
+    receives every panel: the factorisation applies the panels before a chunk to it,
+    then factorises the chunk's own; Q is formed from the last chunk, its own panels
+    first, then those before it.  Every column receives the same panels in the same
+    order whatever ``cols`` is: the same bits.
 
     One compiled function, its parts written out rather than inlined helpers: a
     kernel links the QR's code once whether it holds bases or forms them, and numba's
@@ -1397,7 +1409,7 @@ def _qr_parts(A, logs, tau, ss, wy, signs, factor, form):
     use_wy = _wy_pays(n, k)
     if (A.shape[2] != LANES or logs.shape != (k, LANES) or tau.shape != (k, LANES)
             or signs.shape != (k, LANES) or ss.shape != (2, LANES) or k > n
-            or G.shape != (PANEL, PANEL, LANES)
+            or G.shape != (PANEL, PANEL, LANES) or cols < PANEL or cols % PANEL != 0
             or (use_wy and (V.shape != (wy_rows(n), PANEL, LANES)
                             or D.shape != (PANEL, k, LANES) or Gs.shape[0] != k // PANEL))):
         # the vector code reads LANES values per row: a wrong shape would read past
@@ -1412,62 +1424,76 @@ def _qr_parts(A, logs, tau, ss, wy, signs, factor, form):
         # values; the panels' Gram matrices kept in Gs where they are applied as blocks
         for ln in range(LANES):
             bad[ln] = 0.0
-        for p0 in range(0, k, PANEL):
-            p1 = min(p0 + PANEL, k)
-            for i in range(p0, p1):
-                _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
-                for ln in range(LANES):
-                    # float32 squares would underflow at 1e-23
-                    alpha = np.float64(A[i, i, ln])
-                    below = ss[0, ln]
-                    s = below + alpha * alpha
-                    if _TINY <= s <= _HUGE:
-                        norm = np.sqrt(s)
-                    else:
-                        norm, below = _scaled_norm(A, i, ln)
-                        if not np.isfinite(norm):
-                            bad[ln] = 1.0
-                            below = 0.0
-                    if below == 0.0:
-                        # nothing below the diagonal: the identity reflector, R_ii = alpha
-                        tau[i, ln] = 0.0
-                        logs[i, ln] = alpha
-                        A[i, i, ln] = 0.0  # the reflector's scale, applied below
-                        continue
-                    beta = -norm if alpha >= 0 else norm
-                    tau[i, ln] = (beta - alpha) / beta
-                    logs[i, ln] = beta
-                    A[i, i, ln] = 1.0 / (alpha - beta)
-                _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, A, (i * n + i) * LANES,
-                             1.0)
-                # within the panel, column by column
-                _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
-            # the panel's reflectors on the columns after it, each column once
-            if _as_block(use_wy, p0, p1, k):
-                _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, yes, no, A, p1, k - p1)
-            else:
-                _reflect_block(A, p0, 1, p1 - p0, p1, k - p1, tau)
+        for c0 in range(0, k, cols):
+            c1 = min(c0 + cols, k)
+            for p0 in range(0, c1, PANEL):
+                p1 = min(p0 + PANEL, k)
+                # the chunk's own panels are factorised; those before it were, with
+                # an earlier chunk, and are only applied to this one below
+                own = p0 >= c0
+                for i in range(p0 if own else p1, p1):
+                    _sum_squares(A, (i * n + i + 1) * LANES, n - i - 1, ss[0])
+                    for ln in range(LANES):
+                        # float32 squares would underflow at 1e-23
+                        alpha = np.float64(A[i, i, ln])
+                        below = ss[0, ln]
+                        s = below + alpha * alpha
+                        if _TINY <= s <= _HUGE:
+                            norm = np.sqrt(s)
+                        else:
+                            norm, below = _scaled_norm(A, i, ln)
+                            if not np.isfinite(norm):
+                                bad[ln] = 1.0
+                                below = 0.0
+                        if below == 0.0:
+                            # nothing below the diagonal: the identity reflector, R_ii = alpha
+                            tau[i, ln] = 0.0
+                            logs[i, ln] = alpha
+                            A[i, i, ln] = 0.0  # the reflector's scale, applied below
+                            continue
+                        beta = -norm if alpha >= 0 else norm
+                        tau[i, ln] = (beta - alpha) / beta
+                        logs[i, ln] = beta
+                        A[i, i, ln] = 1.0 / (alpha - beta)
+                    _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, A, (i * n + i) * LANES,
+                                 1.0)
+                    # within the panel, column by column
+                    _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
+                # the panel's reflectors on the chunk's columns after it, each column
+                # once (none after the chunk's last panel: its Gram matrix is still
+                # made, for the chunks after, which reuse it)
+                j0 = p1 if own else c0
+                if _as_block(use_wy, p0, p1, k):
+                    _wy_panel(A, p0, tau, V, Gs[p0 // PANEL], D, own, no, A, j0, c1 - j0)
+                else:
+                    _reflect_block(A, p0, 1, p1 - p0, j0, c1 - j0, tau)
     if form:
         # Q = H_0 ... H_{k-1} [I; 0], formed in place backwards (LAPACK's org2r), panel
         # by panel: the panel's reflectors go to the columns after it before the
-        # panel's own columns, which hold them, are overwritten
-        for p1 in range(k, 0, -PANEL):
-            p0 = max(p1 - PANEL, 0)
-            if _as_block(use_wy, p0, p1, k):
-                # these are the factorisation's panels, Gram matrices and all, when
-                # PANEL divides k
-                g = Gs[p0 // PANEL] if k % PANEL == 0 else G
-                _wy_panel(A, p0, tau, V, g, D, k % PANEL != 0, yes, A, p1, k - p1)
-            else:
-                _reflect_block(A, p1 - 1, -1, p1 - p0, p1, k - p1, tau)
-            for i in range(p1 - 1, p0 - 1, -1):
-                _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
-                _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, tau, i * LANES, -1.0)
-                for ln in range(LANES):
-                    A[i, i, ln] = 1.0 - tau[i, ln]
-                for r in range(i):
+        # panel's own columns, which hold them, are overwritten.  In chunks of columns
+        # from the last: the chunk's own panels, then those before it (not yet formed)
+        for c1 in range(k, 0, -cols):
+            c0 = max(c1 - cols, 0)
+            for p1 in range(c1, 0, -PANEL):
+                p0 = max(p1 - PANEL, 0)
+                own = p1 > c0
+                j0 = p1 if own else c0
+                if c1 > j0:
+                    if _as_block(use_wy, p0, p1, k):
+                        # these are the factorisation's panels, Gram matrices and all,
+                        # when PANEL divides k
+                        g = Gs[p0 // PANEL] if k % PANEL == 0 else G
+                        _wy_panel(A, p0, tau, V, g, D, k % PANEL != 0, yes, A, j0, c1 - j0)
+                    else:
+                        _reflect_block(A, p1 - 1, -1, p1 - p0, j0, c1 - j0, tau)
+                for i in range(p1 - 1 if own else p0 - 1, p0 - 1, -1):
+                    _reflect_block(A, i, 1, 1, i + 1, p1 - i - 1, tau)
+                    _scale_lanes(A, (i * n + i + 1) * LANES, n - i - 1, tau, i * LANES, -1.0)
                     for ln in range(LANES):
-                        A[i, r, ln] = 0.0
+                        A[i, i, ln] = 1.0 - tau[i, ln]
+                    for r in range(i):
+                        for ln in range(LANES):
+                            A[i, r, ln] = 0.0
     if factor:
         # R's diagonal -> its signs, and log|R_ii| (NaN throughout a lane that held a
         # NaN or Inf); into tau when Q is formed, which has spent it
@@ -1497,7 +1523,8 @@ def lanes_qr(A, logs, tau, ss, wy):
     tau, ss, wy : ndarray (k, LANES) of A's dtype, ndarray (2, LANES) float64, tuple
         Workspace (:func:`make_lanes`).
     """
-    _qr_parts(A, logs, tau, ss, wy, tau, np.bool_(True), np.bool_(True))
+    _qr_parts(A, logs, tau, ss, wy, tau, np.bool_(True), np.bool_(True),
+              chunk_columns(A.shape[1], A.shape[0], A))
 
 
 @jit(inline="always")
@@ -1505,7 +1532,8 @@ def lanes_factor(A, logs, signs, tau, ss, wy):
     """:func:`lanes_qr` without forming Q: the bases stay held as reflectors in ``A``
     (with ``tau`` and ``wy``'s Gram matrices), for :func:`apply_held` and
     :func:`form_held`; ``signs`` (k, LANES) receives the signs of R's diagonal."""
-    _qr_parts(A, logs, tau, ss, wy, signs, np.bool_(True), np.bool_(False))
+    _qr_parts(A, logs, tau, ss, wy, signs, np.bool_(True), np.bool_(False),
+              chunk_columns(A.shape[1], A.shape[0], A))
 
 
 @jit(inline="always")
@@ -1513,11 +1541,25 @@ def form_held(A, logs, signs, tau, ss, wy):
     """The Q factors, diag(R) >= 0, of the reflectors :func:`lanes_factor` left in ``A``
     (with ``signs``, ``tau`` and ``wy``), in place: what :func:`lanes_qr` would have
     returned.  ``logs`` and ``ss`` are not touched."""
-    _qr_parts(A, logs, tau, ss, wy, signs, np.bool_(False), np.bool_(True))
+    _qr_parts(A, logs, tau, ss, wy, signs, np.bool_(False), np.bool_(True),
+              chunk_columns(A.shape[1], A.shape[0], A))
 
 
 @jit(inline="always")
-def apply_held(H, tau, Gs, X, V, D, G):
+def chunk_columns(n, k, dtype_like):
+    """How many lane-columns of a (k, n, LANES) array the factorisation
+    (:func:`lanes_qr`, :func:`lanes_factor`) and :func:`apply_held` take at a time: a
+    multiple of PANEL that fills :data:`COLUMN_CHUNK_BYTES`, at least PANEL, or all k
+    (rounded up to a multiple of PANEL)."""
+    whole = max(PANEL, k + (-k) % PANEL)
+    if COLUMN_CHUNK_BYTES == 0:
+        return whole
+    c = COLUMN_CHUNK_BYTES // (max(n, 1) * LANES * dtype_like.itemsize)
+    return min(whole, max(PANEL, c - c % PANEL))
+
+
+@jit(inline="always")
+def apply_held(H, tau, Gs, X, V, D, G, cols):
     """``X <- Q^T X`` for the Q factors held in ``H`` by :func:`lanes_factor` (n x n
     blocks), lane by lane, ``X`` (n, n, LANES) in the same layout.
 
@@ -1527,22 +1569,26 @@ def apply_held(H, tau, Gs, X, V, D, G):
     with ``G`` computed here; ``V`` (wy_rows(n), PANEL, LANES), ``D`` (PANEL, n,
     LANES) and ``G`` (PANEL, PANEL, LANES) are scratch (:func:`make_held`).  A last
     partial panel (fewer than PANEL reflectors, on as many rows) goes one reflector at
-    a time.
+    a time.  X's lane-columns are taken ``cols`` at a time (:func:`chunk_columns`),
+    each chunk receiving every panel while it stays in cache; each column receives
+    the same operations whatever ``cols`` is, so the result does not depend on it.
     """
     k, n = H.shape[0], H.shape[1]
     use_wy = _wy_pays(n, k)
     if (k != n or H.shape[2] != LANES or X.shape != H.shape or tau.shape != (k, LANES)
             or V.shape != (wy_rows(n), PANEL, LANES) or D.shape != (PANEL, n, LANES)
-            or G.shape != (PANEL, PANEL, LANES) or (use_wy and Gs.shape[0] != k // PANEL)):
+            or G.shape != (PANEL, PANEL, LANES) or (use_wy and Gs.shape[0] != k // PANEL)
+            or cols < 1):
         raise ValueError("apply_held: shapes do not match")
     no, yes = np.bool_(False), np.bool_(True)
-    zero = np.intp(0)  # not a literal 0: _wy_panel would compile once more for it
     full = k - k % PANEL
-    for p0 in range(0, full, PANEL):
-        if _as_block(use_wy, p0, p0 + PANEL, k):
-            _wy_panel(H, p0, tau, V, Gs[p0 // PANEL], D, no, no, X, zero, n)
-        else:
-            _wy_panel(H, p0, tau, V, G, D, yes, no, X, zero, n)
+    for c0 in range(0, n, cols):
+        nc = min(cols, n - c0)
+        for p0 in range(0, full, PANEL):
+            if _as_block(use_wy, p0, p0 + PANEL, k):
+                _wy_panel(H, p0, tau, V, Gs[p0 // PANEL], D, no, no, X, c0, nc)
+            else:
+                _wy_panel(H, p0, tau, V, G, D, yes, no, X, c0, nc)
     s = np.empty(LANES, dtype=X.dtype)
     for i in range(full, k):
         # reflector i is (1, H[i, i + 1:]) on rows i..: X <- (I - tau v v^T) X

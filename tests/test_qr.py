@@ -409,20 +409,43 @@ def _cache_entry(root, name, level, kind, size):
 
 @pytest.mark.parametrize("entries, want", [
     ([("index0", "1", "Data", "48K"), ("index1", "1", "Instruction", "32K"),
-      ("index2", "2", "Unified", "2048K")], 48 * 1024),
-    ([("index0", "1", "Instruction", "64K"), ("index1", "1", "Data", "32K")], 32 * 1024),
-    ([("index0", "1", "Unified", "1M")], 1024 ** 2),
-    ([("index0", "2", "Unified", "2048K")], None),
-    ([("index0", "1", "Data", "lots")], None),
+      ("index2", "2", "Unified", "2048K")], (48 * 1024, 2048 * 1024)),
+    ([("index0", "1", "Instruction", "64K"), ("index1", "1", "Data", "32K")],
+     (32 * 1024, None)),
+    ([("index0", "1", "Unified", "1M")], (1024 ** 2, None)),
+    ([("index0", "2", "Unified", "2048K")], (None, 2048 * 1024)),
+    ([("index0", "1", "Data", "lots")], (None, None)),
+    ([("index3", "2", "Instruction", "1M"), ("index4", "2", "Data", "512")], (None, 512)),
 ])
-def test_l1d_bytes_reads_the_level_one_data_cache(tmp_path, entries, want):
-    """The WY passes size their row chunks by the L1 data cache: its size is read from
-    Linux's listing of the caches, the instruction cache and other levels skipped, and
-    None (the smaller chunks) where no data cache, or no sense, is found there."""
+def test_cache_bytes_reads_the_data_caches(tmp_path, entries, want):
+    """The WY passes size their row chunks by the L1 data cache and apply_held its
+    column chunks by the L2: their sizes are read from Linux's listing of the caches,
+    instruction caches and other levels skipped, and None (the defaults) where no
+    data cache of the level, or no sense, is found there."""
     for entry in entries:
         _cache_entry(tmp_path, *entry)
-    assert lanes.l1d_bytes(str(tmp_path)) == want
-    assert lanes.l1d_bytes(str(tmp_path / "absent")) is None
+    assert (lanes.cache_bytes(1, str(tmp_path)), lanes.cache_bytes(2, str(tmp_path))) == want
+    assert lanes.cache_bytes(1, str(tmp_path / "absent")) is None
+
+
+def test_chunk_columns_fill_the_chunk():
+    """The column chunks of the factorisation and apply_held: a multiple of PANEL that
+    fills COLUMN_CHUNK_BYTES, at least PANEL; all k columns, rounded up to a multiple
+    of PANEL, where they fit (or no L2 size is known)."""
+    L, P = lanes.LANES, lanes.PANEL
+    chunk = lanes.COLUMN_CHUNK_BYTES
+    for dtype in DTYPES:
+        like = np.empty(0, dtype)
+        for n, k in ((0, 0), (1, 1), (8, 8), (64, 64), (100, 100), (100, 20), (256, 256),
+                     (256, 16), (512, 512), (4096, 4096)):
+            c = lanes.chunk_columns(n, k, like)
+            assert c % P == 0 and c >= P
+            if chunk == 0 or k * n * L * like.itemsize <= chunk:
+                assert c == max(P, -(-k // P) * P)
+            else:
+                assert c < k
+                assert c == P or c * n * L * like.itemsize <= chunk
+                assert (c + P) * n * L * like.itemsize > chunk
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -472,18 +495,43 @@ def test_held_lanes_factor_form_and_apply(dtype, n):
     A, lg, tau, ss, wy = lanes.make_lanes(n, n, Z)
     lanes.gather(Z, L, A)
     H = A.copy()
+    H0 = A.copy()
     lanes.lanes_qr(A, lg, tau, ss, wy)
     _, lg2, tau2, ss2, wy2 = lanes.make_lanes(n, n, Z)
     _, signs, V, D, G = lanes.make_held(n, Z)
     lanes.lanes_factor(H, lg2, signs, tau2, ss2, wy2)
     np.testing.assert_array_equal(lg2, lg)
+    # the factorisation in column chunks, left-looking (a divisor of n or not, one
+    # panel): the same reflectors, tau, logs, signs and Gram matrices (of the panels
+    # applied as blocks, the others' are not made), bit for bit
+    P = lanes.PANEL
+    blocks = [p // P for p in range(0, n - n % P, P)
+              if lanes._wy_pays(n, n) and n - p - P >= lanes.WY_MIN_COLS]
+    for cols in (P, 3 * P):
+        Hc = H0.copy()
+        _, lg3, tau3, ss3, wy3 = lanes.make_lanes(n, n, Z)
+        signs3 = np.empty_like(signs)
+        lanes._qr_parts(Hc, lg3, tau3, ss3, wy3, signs3, True, False, cols)
+        for got, want in ((Hc, H), (tau3, tau2), (lg3, lg2), (signs3, signs),
+                          (wy3[2][blocks], wy2[2][blocks])):
+            np.testing.assert_array_equal(got, want)
     X = np.ascontiguousarray(M.transpose(1, 2, 0))  # X[c, r, l] = M[l][c, r]: M^T
-    lanes.apply_held(H, tau2, wy2[2], X, V, D, G)
+    X0 = X.copy()
+    lanes.apply_held(H, tau2, wy2[2], X, V, D, G, n)
+    # in column chunks (a divisor of n or not, a single column): the same bits
+    for cols in (1, 8, 24):
+        Xc = X0.copy()
+        lanes.apply_held(H, tau2, wy2[2], Xc, V, D, G, cols)
+        np.testing.assert_array_equal(Xc, X)
     Y = np.empty_like(X)
     lanes.transpose_lanes(X, Y)  # Y[c, r, l] = (M Q)[l][r, c]
     F = H.copy()
     lanes.form_held(F, lg2, signs, tau2, ss2, wy2)
     np.testing.assert_array_equal(F, A)
+    for cols in (P, 3 * P):
+        Fc = H.copy()
+        lanes._qr_parts(Fc, lg2, tau2, ss2, wy2, signs, False, True, cols)
+        np.testing.assert_array_equal(Fc, A)
     for ln in range(L):
         Qr, lr = lapack_reference(Z[ln])
         np.testing.assert_allclose(lg[:, ln], lr, rtol=0, atol=EPS[dtype] * n)
@@ -492,14 +540,44 @@ def test_held_lanes_factor_form_and_apply(dtype, n):
         np.testing.assert_allclose(Y[:, :, ln].T, want, rtol=0, atol=EPS[dtype] * n * 10)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, k", [(64, 64), (100, 44), (104, 104), (60, 20), (13, 13)])
+def test_lanes_qr_in_column_chunks(dtype, n, k):
+    """lanes_qr taking its columns in chunks (a divisor of k or not, one panel, k not a
+    multiple of PANEL, whose Q is formed on panels counted from the last column): the
+    Q factors and logs of all columns at once, bit for bit, and those of LAPACK."""
+    rng = np.random.default_rng(n + k)
+    L, P = lanes.LANES, lanes.PANEL
+    Z = rng.standard_normal((L, n, k)).astype(dtype)
+    A, lg, tau, ss, wy = lanes.make_lanes(n, k, Z)
+    lanes.gather(Z, L, A)
+    A0 = A.copy()
+    whole = -(-k // P) * P
+    lanes._qr_parts(A, lg, tau, ss, wy, tau, True, True, whole)
+    for ln in range(L):
+        Qr, lr = lapack_reference(Z[ln])
+        np.testing.assert_allclose(lg[:, ln], lr, rtol=0, atol=EPS[dtype] * n)
+        np.testing.assert_allclose(A[:, :, ln].T, Qr, rtol=0, atol=EPS[dtype] * n * 10)
+    for cols in (P, 2 * P, 3 * P):
+        Ac = A0.copy()
+        _, lgc, tauc, ssc, wyc = lanes.make_lanes(n, k, Z)
+        lanes._qr_parts(Ac, lgc, tauc, ssc, wyc, tauc, True, True, cols)
+        np.testing.assert_array_equal(Ac, A)
+        np.testing.assert_array_equal(lgc, lg)
+    with pytest.raises(ValueError, match="lanes_qr"):
+        lanes._qr_parts(A0.copy(), lg, tau, ss, wy, tau, True, True, P + 1)
+
+
 def test_held_lanes_refuse_wrong_shapes():
     n, L = 10, lanes.LANES
     A, lg, tau, ss, wy = lanes.make_lanes(n, n, np.empty(0))
     V, D, G = lanes.make_held(n, np.empty(0))[2:]
     with pytest.raises(ValueError, match="apply_held"):
-        lanes.apply_held(A, tau, wy[2], np.zeros((n, n + 1, L)), V, D, G)
+        lanes.apply_held(A, tau, wy[2], np.zeros((n, n + 1, L)), V, D, G, n)
     with pytest.raises(ValueError, match="apply_held"):
-        lanes.apply_held(A, tau, wy[2], np.zeros((n, n, L)), V[:4], D, G)
+        lanes.apply_held(A, tau, wy[2], np.zeros((n, n, L)), V[:4], D, G, n)
+    with pytest.raises(ValueError, match="apply_held"):
+        lanes.apply_held(A, tau, wy[2], np.zeros((n, n, L)), V, D, G, 0)
     with pytest.raises(ValueError, match="transpose_lanes"):
         lanes.transpose_lanes(np.zeros((n, n, L)), np.zeros((n, n + 1, L)))
     with pytest.raises(ValueError, match="make_lanes"):
