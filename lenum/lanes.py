@@ -57,9 +57,14 @@ def _has_avx512():
 
 
 AVX512 = _has_avx512()
-# up to this many columns the lanes win or tie (k = n = 256: float64 1.0x, float32
-# 1.36x); from 384 LAPACK's blocked QR is faster
-MAX_COLS = 256
+# up to this many columns the lanes win.  With AVX-512, and the columns in chunks that
+# stay in L2 (COLUMN_CHUNK_BYTES), a group's QR per block against LAPACK's at
+# k = n = 384 and 512: 1.30x and 1.19x in float64, 2.26x and 2.07x in float32; whole
+# spectra there (group kernels, held bases) 1.46-2.34x faster; at 768 LAPACK's is the
+# faster in float64 (0.87x), the lanes in float32 (1.6x) (benchmarks/RESULTS.md,
+# "Column chunks").  With AVX2 (an AMD EPYC, the code of 2026-11-26): k = n = 256
+# float64 1.0x, float32 1.36x, LAPACK's faster from 384
+MAX_COLS = 512 if AVX512 else 256
 
 
 @jit

@@ -677,11 +677,12 @@ def test_groups_holding_their_bases_in_float32(monkeypatch, cell):
 
 
 def test_interleaved_and_lapack_qr_agree_at_the_column_limit():
-    """k = n = MAX_COLS = 256: a group of 8 takes the interleaved QR, a sequence alone
-    LAPACK's, its basis kept as reflectors between steps (lenum.qr.factor_step; checked
-    against the oracle elsewhere); same exponents up to round-off.
+    """k = n = MAX_COLS (512 with AVX-512, else 256): a group of 8 takes the interleaved
+    QR, a sequence alone LAPACK's, its basis kept as reflectors between steps
+    (lenum.qr.factor_step; checked against the oracle elsewhere); same exponents up to
+    round-off.
 
-    Over T = 4 steps the smallest of 256 exponents are logs of R_ii far below ||J||, so
+    Over T = 4 steps the smallest of n exponents are logs of R_ii far below ||J||, so
     their round-off is eps * ||J|| / R_ii per step: observed 2e-11 in float64 (and 7e-3
     in float32, not tested here); a wrong reflector moves exponents by O(1).
     """
@@ -1089,11 +1090,14 @@ def test_group_kernel_routing():
     split; cells or shapes without a group step never."""
     from lenum import cpu
     from lenum.cells.stack import GRU, LSTM, RNN_TANH
+    from lenum.lanes import MAX_COLS
 
     assert cpu._in_groups(RNN_TANH, 128, 128, 128, 9) == 9  # one full group, one padded
     assert cpu._in_groups(RNN_TANH, 128, 128, 128, 7) == 0  # 7 < 8 = min_fill(128)
     assert cpu._in_groups(RNN_TANH, 32, 32, 32, 3) == 3  # min_fill(32) = 3
-    assert cpu._in_groups(RNN_TANH, 300, 300, 300, 16) == 0  # over MAX_COLS: LAPACK
+    top, over = MAX_COLS, MAX_COLS + 8  # 512 with AVX-512, else 256
+    assert cpu._in_groups(RNN_TANH, top, top, top, 16) == 16
+    assert cpu._in_groups(RNN_TANH, over, over, over, 16) == 0  # over MAX_COLS: LAPACK
     assert cpu._in_groups(LSTM, 64, 128, 32, 16) == 16
     assert cpu._in_groups(LSTM, 64, 128, 128, 16) == 16  # a full spectrum too
     assert cpu._in_groups(LSTM, 128, 256, 256, 9) == 9
@@ -1104,7 +1108,8 @@ def test_group_kernel_routing():
     # they fill an interleaved group or other threads run beside theirs
     # (lenum.cpu.held_basis)
     # (the last argument: how many threads run side by side)
-    assert cpu.held_basis(7, 130, 130, 1, 1) and cpu.held_basis(16, 300, 300, 1, 1)
+    assert cpu.held_basis(7, 130, 130, 1, 1) and cpu.held_basis(16, over, over, 1, 1)
+    assert not cpu.held_basis(16, top, top, 1, 1)  # a full group: the interleaved QR
     assert not cpu.held_basis(7, 130, 130, 1, 2)  # threads beside: LAPACK's blocks
     assert cpu.held_basis(4, 64, 64, 1, 2)  # one reflector at a time beside threads
     assert cpu.held_basis(4, 128, 128, 1, 7) and not cpu.held_basis(4, 129, 129, 1, 7)
@@ -1117,7 +1122,7 @@ def test_group_kernel_routing():
     # the per-sequence kernels take one QR path each, by the same rule (lenum.cpu._interleaved)
     assert cpu._interleaved(9, 128, 128) and cpu._interleaved(3, 32, 16)
     assert not cpu._interleaved(7, 128, 64) and not cpu._interleaved(2, 32, 16)
-    assert not cpu._interleaved(16, 300, 300)  # over MAX_COLS
+    assert cpu._interleaved(16, top, top) and not cpu._interleaved(16, over, over)
 
 
 _ONE_QR_PATH = textwrap.dedent(
