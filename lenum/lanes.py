@@ -59,12 +59,12 @@ def _has_avx512():
 AVX512 = _has_avx512()
 # up to this many columns the lanes win.  With AVX-512, and the columns in chunks that
 # stay in L2 (COLUMN_CHUNK_BYTES), a group's QR per block against LAPACK's at
-# k = n = 384 and 512: 1.30x and 1.19x in float64, 2.26x and 2.07x in float32; whole
-# spectra there (group kernels, held bases) 1.46-2.34x faster; at 768 LAPACK's is the
-# faster in float64 (0.87x), the lanes in float32 (1.6x) (benchmarks/RESULTS.md,
-# "Column chunks").  With AVX2 (an AMD EPYC, the code of 2026-11-26): k = n = 256
-# float64 1.0x, float32 1.36x, LAPACK's faster from 384
-MAX_COLS = 512 if AVX512 else 256
+# k = n = 384, 512, 768 and 1024: 1.30, 1.19, 0.87 and 0.81x in float64, 2.26, 2.07,
+# 1.59 and 1.83x in float32; whole spectra (group kernels, held bases) 1.46-2.34x
+# faster at 384-512, 1.04-1.81x at 768-1024, float64 included (benchmarks/RESULTS.md,
+# "Column chunks"); not measured beyond.  With AVX2 (an AMD EPYC, the code of
+# 2026-11-26): k = n = 256 float64 1.0x, float32 1.36x, LAPACK's faster from 384
+MAX_COLS = 1024 if AVX512 else 256
 
 
 @jit
