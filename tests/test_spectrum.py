@@ -1103,7 +1103,9 @@ def test_group_kernel_routing():
     assert cpu._in_groups(LSTM, 64, 128, 128, 16) == 16  # a full spectrum too
     assert cpu._in_groups(LSTM, 128, 256, 256, 9) == 9
     assert cpu._in_groups(LSTM, 256, 512, 16, 16) == 16
-    assert cpu._in_groups(LSTM, 257, 514, 16, 16) == 0  # N > 256: not measured
+    assert cpu._in_groups(LSTM, 512, 1024, 256, 16) == 16
+    assert cpu._in_groups(LSTM, 512, 1024, 257, 16) == 0  # N > 256: k <= N / 2 only
+    assert cpu._in_groups(LSTM, 513, 1026, 16, 16) == 0  # N > 512: not measured
     assert cpu._in_groups(GRU, 32, 32, 8, 16) == 0
     # the others hold their bases as reflectors at k = n with a QR every step, unless
     # they fill an interleaved group or other threads run beside theirs

@@ -422,22 +422,26 @@ def grouped(code, N, k):
     """Whether a group step (:func:`vanilla_group_step`, :func:`lstm_group_step`) takes
     this cell with N units per layer and k columns (the engine asks, in Python).
 
-    Vanilla cells always; the LSTM up to 256 units, at every k.  Its group step forms
-    each lane's block dc'/dh in the lanes layout and spends the flops of the
-    per-sequence Jacobian (:func:`lstm_group_step`).  Measured against the code
-    before, A/B in one process on two threads (benchmarks/RESULTS.md, "LSTM groups at
-    many columns"): 1.05-1.29x for N = 32-128, k = 16, 32 and 2N (median 1.15x), the
+    Vanilla cells always; the LSTM up to 256 units at every k, to 512 at k <= N / 2.
+    Its group step forms each lane's block dc'/dh in the lanes layout and spends the
+    flops of the per-sequence Jacobian (:func:`lstm_group_step`).  Measured against the
+    code before, A/B in one process on two threads (benchmarks/RESULTS.md, "LSTM groups
+    at many columns"): 1.05-1.29x for N = 32-128, k = 16, 32 and 2N (median 1.15x), the
     first two against the group step that took all four gates through the shared
     product, k = 2N against the per-sequence Jacobians.  At N = 256 the whole block
     (4 MiB in float64) left L2 (0.90-1.03x); formed and multiplied 256 KiB of rows at
-    a time it ran 1.16-1.49x at k = 16 and 32, and 1.03-1.08x more at N = 128.  Not
-    measured beyond 256 units, where the per-sequence kernel stays.  (A GRU group
-    step, at 3x the flops, gained 1.08-1.33x at N = 32-64, k = 16, and lost at N =
-    256: not worth the 3.5 s it added to the cold compile.)
+    a time it ran 1.16-1.49x at k = 16 and 32, and 1.03-1.08x more at N = 128.  From
+    257 to 512 units (with the interleaved QR to 1024 columns, lenum.lanes.MAX_COLS)
+    up to k = N / 2: against the per-sequence kernel 1.63-1.67x at k = 16 in float64
+    and 1.26-1.32x in float32 (N = 384, 512), 1.17-1.23x at k = 64 and 1.02-1.03x at
+    k = 256 (N = 512), but 0.94-1.03x at k = 2N (benchmarks/RESULTS.md, "Column
+    chunks").  Not measured beyond 512 units, where the per-sequence kernel stays.  (A
+    GRU group step, at 3x the flops, gained 1.08-1.33x at N = 32-64, k = 16, and lost at
+    N = 256: not worth the 3.5 s it added to the cold compile.)
     """
     if code == RNN_TANH or code == RNN_RELU:
         return True
-    return code == LSTM and N <= 256
+    return code == LSTM and (N <= 256 or (N <= 512 and 2 * k <= N))
 
 
 # bytes of dc'/dh that lstm_group_step forms at a time, a block of its rows multiplied
