@@ -419,10 +419,10 @@ def test_grouped_sequences_match_oracle(cell, k, qr_every, threads):
     """Batches large enough for the interleaved QR (lenum.lanes) against the oracle.
 
     B = 10 sequences.  Cells with a group step (lenum.cells.stack.grouped: vanilla, and
-    LSTM up to 256 units): on one thread a group of 8 and a padded group of 2, on two
-    threads slices of 5, each one padded group, states and tangents interleaved.  The
-    other cells: on one thread a group of 8 (interleaved QR) and 2 sequences one by
-    one, on two threads one padded group each.  Every sequence must match its own
+    LSTM up to 256 units, 512 at k <= N / 2): on one thread a group of 8 and a padded
+    group of 2, on two threads slices of 5, each one padded group, states and tangents
+    interleaved.  The other cells: on one thread a group of 8 (interleaved QR) and 2
+    sequences one by one, on two threads one padded group each.  Every sequence must match its own
     oracle run, the finite-time exponents too.
     """
     rng = np.random.default_rng(11)
@@ -592,14 +592,15 @@ def test_gated_products_match_oracle(monkeypatch, cell, k, threads):
     """GRU and LSTM layers whose tangent is a gated product (lenum.thin.gated_dot,
     lstm_gated_dot: the Jacobian block never formed): N = 16 units (whole tiles in both
     dtypes), 2 layers (the second through the chain from the first), k of 8-24.  The
-    LSTM steps sequence by sequence here as it does above 256 units (its group step
-    taken away).  B = 10: a group of 8 with the interleaved QR and 2 one by one (one
-    thread), or one padded group per thread.  float64 against the oracle per
-    sequence; float32 against float64."""
+    LSTM steps sequence by sequence here as it does above 512 units, or above 256 for
+    k > N / 2 (its group step taken away).  B = 10: a group of 8 with the interleaved
+    QR and 2 one by one (one thread), or one padded group per thread.  float64 against
+    the oracle per sequence; float32 against float64."""
     from lenum import cpu
     from lenum.cells.stack import GRU, LSTM, grouped, make_workspace
 
-    assert grouped(LSTM, 16, k) and not grouped(LSTM, 257, k)
+    assert grouped(LSTM, 16, k) and not grouped(LSTM, 513, k)
+    assert not grouped(LSTM, 257, 129)  # over 256 units, k > N / 2
     monkeypatch.setattr(cpu, "grouped", lambda code, N, k: code != LSTM and grouped(code, N, k))
     rng = np.random.default_rng(17)
     N, d, L, B, T, warmup = 16, 3, 2, 10, 30, 3
