@@ -506,7 +506,7 @@ def test_held_lanes_factor_form_and_apply(dtype, n):
     # applied as blocks, the others' are not made), bit for bit
     P = lanes.PANEL
     blocks = [p // P for p in range(0, n - n % P, P)
-              if lanes._wy_pays(n, n) and n - p - P >= lanes.WY_MIN_COLS]
+              if lanes._as_block(lanes._wy_pays(n, n), p, p + P, n)]
     for cols in (P, 3 * P):
         Hc = H0.copy()
         _, lg3, tau3, ss3, wy3 = lanes.make_lanes(n, n, Z)
